@@ -1,0 +1,3 @@
+from scloop.cli import main
+
+main()

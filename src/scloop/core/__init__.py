@@ -1,0 +1,1 @@
+"""Core types, configuration, registries and random streams (stdlib + numpy only)."""

@@ -1,0 +1,165 @@
+"""Protocols and typed records shared by every part of scloop.
+
+Arrays at plugin boundaries are numpy ``float64`` (or ``float32`` for large image/motion
+data) of shape ``(n, *event_shape)``; conditions (labels) are integer arrays of shape ``(n,)``.
+Torch, if used, stays inside a model plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Protocol, Self, runtime_checkable
+
+import numpy as np
+
+Status = Literal["ok", "degenerate"]
+ARMS = ("baseline", "no-correction", "correction")
+STAGES = ("sample", "correct", "train", "eval")
+
+
+@dataclass(frozen=True)
+class Data:
+    """A dataset: points ``x`` of shape ``(n, *event_shape)`` and optional conditions ``y`` ``(n,)``."""
+
+    x: np.ndarray
+    y: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.y is not None and len(self.y) != len(self.x):
+            raise ValueError(f"Data: x has {len(self.x)} rows but y has {len(self.y)}")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, idx: np.ndarray | slice) -> "Data":
+        return Data(self.x[idx], None if self.y is None else self.y[idx])
+
+    @staticmethod
+    def concat(parts: "list[Data]") -> "Data":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            raise ValueError("Data.concat: nothing to concatenate")
+        x = np.concatenate([p.x for p in parts], axis=0)
+        if any(p.y is None for p in parts):
+            return Data(x)
+        return Data(x, np.concatenate([p.y for p in parts], axis=0))
+
+
+class Degenerate(Exception):
+    """Raised by a plugin when a fit or sample collapses numerically (singular covariance,
+    NaN ...).  The engine records it as ``status="degenerate"`` with the message as reason;
+    it is a result, not a crash."""
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A known target distribution p_theta* (only synthetic tasks have one)."""
+
+    def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray: ...
+
+
+@runtime_checkable
+class GenerativeModel(Protocol):
+    """A generative model trained by the loop.
+
+    ``fit`` trains from scratch (``train: scratch``), ``update`` continues from the current
+    state (``train: finetune``).  Both return ``self`` and keep learned state in fields ending
+    in ``_``; calling them again replaces that state.
+    """
+
+    def fit(self, data: Data, *, rng: np.random.Generator) -> Self: ...
+
+    def update(self, data: Data, *, rng: np.random.Generator) -> Self: ...
+
+    def sample(
+        self, n: int, *, rng: np.random.Generator, conditions: np.ndarray | None = None
+    ) -> Data: ...
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Self: ...
+
+
+@dataclass(frozen=True)
+class CorrectionContext:
+    """What a correction may look at: the real training data and, for synthetic tasks, the
+    known target distribution."""
+
+    real: Data
+    target: Any | None = None
+
+
+@dataclass(frozen=True)
+class Corrected:
+    """Output of a correction: the corrected data and scalar diagnostics
+    (``displacement``: mean L2 distance moved by the points that changed;
+    ``fraction_changed``; correction-specific extras)."""
+
+    data: Data
+    diagnostics: Mapping[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Correction(Protocol):
+    """A self-correction function pi_gamma applied to synthetic samples (PAPER_NOTES §1.3)."""
+
+    gamma: float
+
+    def prepare(self, context: CorrectionContext, *, rng: np.random.Generator) -> Self: ...
+
+    def __call__(
+        self, data: Data, *, model: GenerativeModel, rng: np.random.Generator
+    ) -> Corrected: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Inputs of a metric at one generation: the trained model, fresh samples from it, a
+    reference sample of the target/held-out real data, and the known target if any."""
+
+    model: Any
+    samples: Data | None
+    reference: Data | None
+    target: Any | None = None
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """A scalar quality metric of one generation (lower is better unless documented)."""
+
+    name: str
+    needs_samples: bool
+
+    def __call__(self, ev: Evaluation) -> float: ...
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the training set of one generation came from.
+
+    ``parts``: tuples ``(source_generation, corrected, n_points)``; generation ``-1`` marks
+    real data.
+    """
+
+    parts: tuple[tuple[int, bool, int], ...]
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [
+            {"generation": g, "corrected": c, "n": n, "source": "real" if g < 0 else "synthetic"}
+            for g, c, n in self.parts
+        ]
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One generation of one unit (arm x lambda x gamma x correction x seed)."""
+
+    generation: int
+    metrics: Mapping[str, float]
+    n_real: int
+    n_synthetic: int
+    provenance: Provenance
+    seconds: Mapping[str, float]
+    status: Status = "ok"
+    reason: str = ""
+    diagnostics: Mapping[str, float] = field(default_factory=dict)

@@ -1,0 +1,21 @@
+"""Self-correction plugins.  Importing this package registers them in ``CORRECTIONS``.
+
+Every correction has a strength ``gamma`` >= 0 (``.inf`` allowed) and the mixing weight
+``t = gamma / (1 + gamma)`` of PAPER_NOTES §1.3.
+"""
+
+from scloop.corrections import histogram as _histogram  # noqa: F401
+from scloop.corrections import identity as _identity  # noqa: F401
+from scloop.corrections import oracle as _oracle  # noqa: F401
+from scloop.corrections.base import mixing_weight
+from scloop.corrections.histogram import PaperHistogramCorrection
+from scloop.corrections.identity import NoCorrection
+from scloop.corrections.oracle import OracleMixtureCorrection, OracleOTCorrection
+
+__all__ = [
+    "NoCorrection",
+    "OracleMixtureCorrection",
+    "OracleOTCorrection",
+    "PaperHistogramCorrection",
+    "mixing_weight",
+]

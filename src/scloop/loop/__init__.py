@@ -1,0 +1,1 @@
+"""The generation recursion (``engine``) and the real/synthetic data policies (``policies``)."""

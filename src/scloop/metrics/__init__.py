@@ -1,0 +1,14 @@
+"""Metric plugins.  Importing this package registers them in ``METRICS``."""
+
+from scloop.metrics import distribution as _distribution  # noqa: F401
+from scloop.metrics import gaussian as _gaussian  # noqa: F401
+from scloop.metrics.distribution import mmd_rbf, sliced_wasserstein
+from scloop.metrics.gaussian import cov_error, mean_error, w2_gaussian
+
+__all__ = [
+    "cov_error",
+    "mean_error",
+    "mmd_rbf",
+    "sliced_wasserstein",
+    "w2_gaussian",
+]

@@ -1,0 +1,1 @@
+"""Named experiment presets (YAML files in this folder)."""

@@ -1,0 +1,206 @@
+"""Tests for scloop.report.figures on a small synthetic tidy frame with known values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import t as student_t
+
+from scloop.report.figures import ci95, final_table, metric_vs_generation, theory_overlay
+
+COLUMNS = [
+    "run_id", "task", "arm", "seed", "lambda", "gamma", "n_real",
+    "policy", "correction", "generation", "metric", "value",
+]
+CORRECTIONS = ["oracle-mixture", "knn"]
+LAM = 0.5
+GAMMAS = [0.0, 1.0, math.inf]
+SEEDS = [0, 1, 2, 3]
+G = 20
+# Degenerate unit: knn, gamma = 1, seed 3 goes NaN from generation 12 on.
+DEGENERATE = ("knn", 1.0, 3, 12)
+
+
+def _value(metric: str, corr: str, gamma: float, seed: int, gen: int) -> float:
+    shrink = 1.0 / (1.0 + gamma)  # 0 for gamma = inf
+    c = 0.3 if corr == "knn" else 0.0
+    noise = 0.02 * ((seed * 7 + gen * 3) % 5 - 2) + 0.01 * seed
+    if metric == "mean_error":
+        return (0.5 + 0.05 * seed) * (LAM / ((1 + LAM) * (1 + gamma))) ** gen + 1e-3 * (1 + seed)
+    return 0.2 + c + shrink * 0.02 * gen + noise
+
+
+def make_frame() -> pd.DataFrame:
+    rows = []
+    for corr in CORRECTIONS:
+        for gamma in GAMMAS:
+            for seed in SEEDS:
+                for gen in range(G + 1):
+                    for metric in ("w2-gaussian", "mean_error"):
+                        v = _value(metric, corr, gamma, seed, gen)
+                        d = DEGENERATE
+                        if (corr, gamma, seed) == d[:3] and gen >= d[3]:
+                            v = math.nan
+                        rows.append((f"{corr}-{gamma}-{seed}", "gaussian", "correction", seed,
+                                     LAM, gamma, 50, "accumulate", corr, gen, metric, v))
+    # reference arms: real-only baseline and the uncorrected loop
+    for arm, gamma in (("baseline", math.nan), ("no-correction", 0.0)):
+        for seed in SEEDS:
+            for gen in range(G + 1):
+                for metric in ("w2-gaussian", "mean_error"):
+                    v = _value(metric, "none", gamma if arm != "baseline" else 5.0, seed, gen)
+                    rows.append((f"{arm}-{seed}", "gaussian", arm, seed, LAM, gamma, 50,
+                                 "accumulate", "none", gen, metric, v))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    # a single +inf point must be dropped like NaN
+    hit = (df.correction == "oracle-mixture") & (df.gamma == 0.0) & (df.seed == 2) & (
+        df.generation == 7) & (df.metric == "w2-gaussian")
+    df.loc[hit, "value"] = math.inf
+    return df
+
+
+@pytest.fixture(scope="module")
+def df() -> pd.DataFrame:
+    return make_frame()
+
+
+def _expected(values: np.ndarray) -> tuple[float, float, float, int]:
+    v = values[np.isfinite(values)]
+    n = v.size
+    m = v.mean()
+    if n < 2:
+        return m, math.nan, math.nan, n
+    half = student_t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)
+    return m, m - half, m + half, n
+
+
+def _assert_png_svg(paths, stem):
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    png, svg = paths
+    assert png == stem.with_suffix(".png") and svg == stem.with_suffix(".svg")
+    assert png.stat().st_size > 1000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = svg.read_text(encoding="utf-8")
+    assert "<svg" in text[:2000] and text.rstrip().endswith("</svg>")
+
+
+def test_ci95_matches_numpy():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=7)
+    m, lo, hi = ci95(x)
+    em, elo, ehi, _ = _expected(x)
+    assert m == pytest.approx(em) and lo == pytest.approx(elo) and hi == pytest.approx(ehi)
+    # non-finite entries are ignored
+    m2, lo2, hi2 = ci95(list(x) + [math.nan, math.inf])
+    assert (m2, lo2, hi2) == pytest.approx((m, lo, hi))
+    # one unit: mean only; none: all NaN
+    m1, lo1, hi1 = ci95([2.5])
+    assert m1 == 2.5 and math.isnan(lo1) and math.isnan(hi1)
+    assert all(math.isnan(v) for v in ci95([math.nan]))
+
+
+def test_metric_vs_generation_files(df, tmp_path):
+    stem = tmp_path / "w2_vs_gen"
+    paths = metric_vs_generation(df, "w2-gaussian", stem, title="Gaussian toy")
+    _assert_png_svg(paths, stem)
+
+
+def test_metric_vs_generation_logy_single_panel_and_dotted_stem(df, tmp_path):
+    one = df[df.correction.isin(["oracle-mixture", "none"])]
+    stem = tmp_path / "sub" / "cov_lambda0.5"
+    paths = metric_vs_generation(one, "w2-gaussian", stem, logy=True)
+    assert [p.name for p in paths] == ["cov_lambda0.5.png", "cov_lambda0.5.svg"]
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_metric_vs_generation_many_generations(tmp_path):
+    gens = np.arange(501)
+    rows = [
+        ("r", "g", "correction", s, 0.5, g, 50, "acc", "oracle-mixture", int(k), "w2-gaussian",
+         0.1 + 0.5 / (1 + g) * (1 - np.exp(-k / 80)) + 0.01 * s)
+        for g in (0.0, 0.01, 0.1, 0.3, 1.0, 2.0, 5.0, math.inf)
+        for s in range(3)
+        for k in gens
+    ]
+    big = pd.DataFrame(rows, columns=COLUMNS)
+    stem = tmp_path / "toy500"
+    _assert_png_svg(metric_vs_generation(big, "w2-gaussian", stem), stem)
+
+
+def test_unknown_metric_raises(df, tmp_path):
+    with pytest.raises(ValueError, match="no rows for metric"):
+        metric_vs_generation(df, "fid", tmp_path / "x")
+
+
+def test_theory_overlay(df, tmp_path):
+    calls = []
+
+    def predicted(lam, gamma, e0, n_generations):
+        calls.append((lam, gamma, e0, n_generations))
+        return e0 * (lam / ((1 + lam) * (1 + gamma))) ** np.arange(n_generations + 1)
+
+    stem = tmp_path / "theory"
+    _assert_png_svg(theory_overlay(df, stem, predicted=predicted), stem)
+    # one call per non-baseline curve (2 corrections x 3 gammas, no-correction in both panels)
+    assert len(calls) == 2 * len(GAMMAS) + 2
+    sub = df[(df.metric == "mean_error") & (df.generation == 0)]
+    for lam, gamma, e0, n_gen in calls:
+        assert lam == LAM and n_gen == G
+        cand = sub[np.isclose(sub.gamma.fillna(-1), gamma)]
+        means = {m for m in cand.groupby(["arm", "correction"]).value.mean()}
+        assert any(e0 == pytest.approx(m) for m in means)
+
+
+def test_theory_overlay_bad_length(df, tmp_path):
+    with pytest.raises(ValueError, match="expected"):
+        theory_overlay(df, tmp_path / "bad", predicted=lambda lam, g, e0, n: np.ones(n))
+
+
+def _check_table(df, table, metric, generation):
+    sub = df[df.metric == metric]
+    assert len(table) == 2 * len(GAMMAS) + 2
+    for row in table.itertuples(index=False):
+        grp = sub[(sub.correction == row.correction) & (sub.arm == row.arm)
+                  & np.isclose(sub["lambda"], row[1])]
+        grp = grp[grp.gamma.isna()] if math.isnan(row.gamma) else grp[grp.gamma == row.gamma]
+        at = grp[grp.generation == generation].sort_values("seed").value.to_numpy(float)
+        m, lo, hi, n = _expected(at)
+        assert row.generation == generation
+        assert row.n == n
+        assert row.mean == pytest.approx(m, rel=1e-12)
+        assert row.ci_low == pytest.approx(lo, rel=1e-12)
+        assert row.ci_high == pytest.approx(hi, rel=1e-12)
+        assert (row.ci_high - row.ci_low) / 2 == pytest.approx(
+            student_t.ppf(0.975, n - 1) * np.std(at[np.isfinite(at)], ddof=1) / math.sqrt(n))
+        g0 = grp[grp.generation == 0].value.to_numpy(float)
+        assert row.gen0_mean == pytest.approx(g0.mean(), rel=1e-12)
+
+
+def test_final_table_last_generation(df):
+    table = final_table(df, "w2-gaussian")
+    assert list(table.columns[:4]) == ["correction", "lambda", "arm", "gamma"]
+    for col in ("mean", "sd", "n", "ci_low", "ci_high", "gen0_mean"):
+        assert col in table.columns
+    _check_table(df, table, "w2-gaussian", G)
+    # sorted by correction, lambda, arm, gamma
+    keys = list(zip(table.correction, table.arm))
+    assert keys == sorted(keys)
+    corr = table[table.correction == "oracle-mixture"]
+    assert list(corr.gamma) == [0.0, 1.0, math.inf]
+    # the degenerate unit only has 3 finite seeds at the end
+    deg = table[(table.correction == "knn") & (table.gamma == 1.0)].iloc[0]
+    assert deg.n == 3
+
+
+def test_final_table_explicit_generation_drops_inf(df):
+    table = final_table(df, "w2-gaussian", generation=7)
+    _check_table(df, table, "w2-gaussian", 7)
+    row = table[(table.correction == "oracle-mixture") & (table.gamma == 0.0)].iloc[0]
+    assert row.n == 3  # the +inf point was dropped
+    sd = table.set_index(["correction", "gamma"]).loc[("knn", math.inf), "sd"]
+    vals = df[(df.metric == "w2-gaussian") & (df.correction == "knn") & (df.gamma == math.inf)
+              & (df.generation == 7)].value.to_numpy()
+    assert sd == pytest.approx(np.std(vals, ddof=1))
