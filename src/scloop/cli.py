@@ -83,9 +83,8 @@ def _print_final(path: Path, metric: str) -> None:
     from scloop.store import RunStore
 
     store = RunStore(path)
-    df = store.table(include_timing=False)
+    df = store.table(metric=metric, generations=[0, store.max_generation()])
     store.close()
-    df = df[df.metric == metric]
     if df.empty:
         return
     from scloop.report.figures import final_table

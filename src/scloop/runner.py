@@ -193,8 +193,7 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
             ckpt = store.checkpoints / f"group{gi:03d}.npz"
             state = None
             if resume and ckpt.exists():
-                state = load_npz(ckpt)
-                state = {k: (v.copy() if k != "generation" else v) for k, v in state.items()}
+                state = _load_group_checkpoint(ckpt)
             start = int(state["generation"]) if state is not None else 0
             if resume:
                 store.truncate_after(start if state is not None else -1, units=table.ravel().tolist())
@@ -202,10 +201,13 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
             flat = table.ravel()
             n_units = len(flat)
             dead_so_far = np.zeros(table.shape, dtype=bool)
+            # Rows are committed together with each checkpoint: a killed run resumes from its
+            # last checkpoint and recomputes (identically) whatever came after it.
+            pending: list[tuple] = []
 
             def emit(gen, metrics, diag, bad, reason, secs, prov, n_real, n_syn):
                 per = {k: v / n_units for k, v in secs.items()}
-                prov_json = json.dumps([{"generation": g, "corrected": c, "n": n} for g, c, n in prov])
+                prov_json = json.dumps([[g, bool(c), n] for g, c, n in prov], separators=(",", ":"))
                 rows = []
                 for idx in np.ndindex(table.shape):
                     if dead_so_far[idx]:
@@ -215,7 +217,7 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
                     vals.update({k: float(v[idx]) for k, v in diag.items()})
                     rows.append((int(table[idx]), gen, status, reason if bad[idx] else "", n_real, n_syn, prov_json, per, vals))
                 dead_so_far[...] |= bad
-                store.write_records(rows)
+                pending.extend(rows)
 
             def gen0(metrics):
                 emit(0, metrics, {}, np.isnan(next(iter(metrics.values()))), "singular covariance at generation 0",
@@ -230,13 +232,48 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
                 progress.advance(1, f"[{grp.arm} λ={grp.lam:g} {grp.correction}]")
 
             def checkpoint(st):
-                save_npz(ckpt, st)
+                store.write_records(pending)
+                pending.clear()
+                _save_group_checkpoint(ckpt, st)
                 store.write_status(completed_generation=int(st["generation"]))
 
             run_ensemble(ens, spec.n_generations, state=state, on_step=on_step, checkpoint=checkpoint,
                          checkpoint_every=spec.checkpoint_every, gen0=gen0)
+            store.write_records(pending)
+            pending.clear()
     finally:
         progress.close()
+
+
+def _save_group_checkpoint(path: Path, st: dict[str, np.ndarray]) -> None:
+    """Save an ensemble state.  The stored synthetic batches (``paper-toy``,
+    ``accumulate-subsample``) only grow, so they go to append-only chunk files and each
+    checkpoint writes just the batches added since the previous one; the small state file,
+    replaced atomically last, says how many batches are valid."""
+    batches = st["batches"]
+    n_b = batches.shape[2]
+    small = {k: v for k, v in st.items() if k != "batches"}
+    prev = load_npz(path)["chunk_ends"] if path.exists() else np.zeros(0, dtype=np.int64)
+    prev = prev[prev <= n_b]
+    start = int(prev[-1]) if len(prev) else 0
+    ends = prev
+    if n_b > start:
+        save_npz(path.with_name(f"{path.stem}.b{start:06d}.npz"), {"batches": batches[:, :, start:n_b]})
+        ends = np.append(prev, n_b)
+    small["chunk_ends"] = ends.astype(np.int64)
+    small["batch_shape"] = np.array(batches.shape)
+    save_npz(path, small)
+
+
+def _load_group_checkpoint(path: Path) -> dict[str, np.ndarray]:
+    st = {k: np.array(v) for k, v in load_npz(path).items()}
+    shape = tuple(int(x) for x in st.pop("batch_shape"))
+    parts, start = [], 0
+    for end in st.pop("chunk_ends"):
+        parts.append(load_npz(path.with_name(f"{path.stem}.b{start:06d}.npz"))["batches"])
+        start = int(end)
+    st["batches"] = np.concatenate(parts, axis=2) if parts else np.zeros(shape)
+    return st
 
 
 # ---------------------------------------------------------------------- generic path
@@ -270,7 +307,7 @@ class _StoreHook:
 def _record_row(unit: int, r: GenerationRecord) -> tuple:
     vals = {**r.metrics, **r.diagnostics}
     return (unit, r.generation, r.status, r.reason, r.n_real, r.n_synthetic,
-            json.dumps(r.provenance.as_json()), dict(r.seconds), vals)
+            json.dumps([[g, bool(c), n] for g, c, n in r.provenance.parts], separators=(",", ":")), dict(r.seconds), vals)
 
 
 def _save_unit_checkpoint(store: RunStore, unit: int, state, keeps_history: bool) -> None:

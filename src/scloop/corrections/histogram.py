@@ -83,8 +83,9 @@ def histogram_accept(c, u, t, lo, width, density, peak, target_mean, target_cov,
     ii = np.where(inside[..., None], i, 0).astype(np.int64)
     flat_density = density.reshape(density.shape[:-2] + (bins * bins,))
     flat_idx = ii[..., 0] * bins + ii[..., 1]
-    flat_density, flat_idx = np.broadcast_arrays(flat_density[..., None, :], flat_idx[..., :, None])
-    emp = np.take_along_axis(flat_density, flat_idx, axis=-1)[..., 0]
+    batch = np.broadcast_shapes(flat_density.shape[:-1], flat_idx.shape[:-1])
+    flat_density = np.broadcast_to(flat_density, batch + flat_density.shape[-1:])
+    emp = np.take_along_axis(flat_density, np.broadcast_to(flat_idx, batch + flat_idx.shape[-1:]), axis=-1)
     emp = np.where(inside, emp, 0.0)
     big_m = ((1 - t) * peak + t * phi0) / phi0
     f = (1 - t[..., None]) * emp + t[..., None] * phi_c

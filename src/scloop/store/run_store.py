@@ -37,8 +37,9 @@ CREATE TABLE IF NOT EXISTS units (
     correction TEXT, policy TEXT, n_real INTEGER, task TEXT);
 CREATE TABLE IF NOT EXISTS records (
     unit INTEGER, generation INTEGER, status TEXT, reason TEXT, n_real INTEGER,
-    n_synthetic INTEGER, provenance TEXT, sample_seconds REAL, correct_seconds REAL,
+    n_synthetic INTEGER, provenance INTEGER, sample_seconds REAL, correct_seconds REAL,
     train_seconds REAL, eval_seconds REAL, PRIMARY KEY (unit, generation));
+CREATE TABLE IF NOT EXISTS provenance (id INTEGER PRIMARY KEY, digest TEXT UNIQUE, parts TEXT);
 CREATE TABLE IF NOT EXISTS metric_names (id INTEGER PRIMARY KEY, name TEXT UNIQUE);
 CREATE TABLE IF NOT EXISTS metrics (unit INTEGER, generation INTEGER, metric INTEGER, value REAL);
 """
@@ -73,6 +74,7 @@ class RunStore:
         self.run_id = self.path.name
         self._db: sqlite3.Connection | None = None
         self._metric_ids: dict[str, int] = {}
+        self._prov_ids: dict[str, int] = {}
 
     # ------------------------------------------------------------------ files
     @property
@@ -134,6 +136,19 @@ class RunStore:
                 self._metric_ids[name] = self.db.execute("SELECT id FROM metric_names WHERE name=?", (name,)).fetchone()[0]
         return self._metric_ids[name]
 
+    def _pid(self, prov_json: str) -> int:
+        """Provenance is stored once per distinct value (all units of a vectorised group share
+        it, and a ``paper-toy`` provenance lists every past generation)."""
+        pid = self._prov_ids.get(prov_json)
+        if pid is None:
+            import hashlib
+
+            digest = hashlib.sha1(prov_json.encode()).hexdigest()
+            self.db.execute("INSERT OR IGNORE INTO provenance(digest, parts) VALUES (?, ?)", (digest, prov_json))
+            pid = self.db.execute("SELECT id FROM provenance WHERE digest=?", (digest,)).fetchone()[0]
+            self._prov_ids[prov_json] = pid
+        return pid
+
     def write_records(self, rows: Iterable[tuple]) -> None:
         """Insert records in one transaction.  Each row is
         ``(unit, generation, status, reason, n_real, n_synthetic, provenance_json,
@@ -141,7 +156,7 @@ class RunStore:
         rec, met = [], []
         with self.db:
             for unit, gen, status, reason, n_real, n_syn, prov, secs, metrics in rows:
-                rec.append((unit, gen, status, reason, n_real, n_syn, prov,
+                rec.append((unit, gen, status, reason, n_real, n_syn, self._pid(prov),
                             secs.get("sample", 0.0), secs.get("correct", 0.0), secs.get("train", 0.0), secs.get("eval", 0.0)))
                 for k, v in metrics.items():
                     met.append((unit, gen, self._mid(k), float(v)))
@@ -166,16 +181,27 @@ class RunStore:
         return (row[0], row[1]) if row else (-1, "")
 
     # ------------------------------------------------------------------ queries
-    def tidy_rows(self, *, include_timing: bool = True) -> Iterator[tuple]:
-        """Rows of :data:`EXPORT_COLUMNS` + :data:`EXTRA_COLUMNS`, deterministically ordered."""
+    def tidy_rows(self, *, include_timing: bool = True, metric: str | None = None,
+                  generations: Iterable[int] | None = None) -> Iterator[tuple]:
+        """Rows of :data:`EXPORT_COLUMNS` + :data:`EXTRA_COLUMNS`, deterministically ordered,
+        optionally restricted to one metric and some generations."""
         task = self.db
-        q = """SELECT u.task, u.arm, u.seed, u.lambda, u.gamma, u.n_real, u.policy, u.correction,
+        where, args = [], []
+        if metric is not None:
+            where.append("n.name = ?")
+            args.append(metric)
+        if generations is not None:
+            gens = [int(g) for g in generations]
+            where.append(f"m.generation IN ({','.join('?' * len(gens))})")
+            args.extend(gens)
+        q = f"""SELECT u.task, u.arm, u.seed, u.lambda, u.gamma, u.n_real, u.policy, u.correction,
                       r.generation, n.name, m.value, r.status, r.n_synthetic
                FROM metrics m JOIN units u ON u.unit = m.unit
                JOIN records r ON r.unit = m.unit AND r.generation = m.generation
                JOIN metric_names n ON n.id = m.metric
+               {'WHERE ' + ' AND '.join(where) if where else ''}
                ORDER BY m.unit, r.generation, n.name"""
-        for row in task.execute(q):
+        for row in task.execute(q, args):
             t, arm, seed, lam, gam, n_real, pol, corr, gen, name, val, status, nsyn = row
             yield (self.run_id, t, arm, seed, lam, _gamma_py(gam), n_real, pol, corr, gen, name, val, status, nsyn)
         if include_timing:
@@ -188,18 +214,28 @@ class RunStore:
                 for name, v in zip(STAGE_METRICS, (s1, s2, s3, s4)):
                     yield (self.run_id, t, arm, seed, lam, _gamma_py(gam), n_real, pol, corr, gen, name, v, status, nsyn)
 
-    def table(self, *, include_timing: bool = True):
-        """The tidy results as a pandas DataFrame."""
+    def table(self, *, include_timing: bool = True, metric: str | None = None,
+              generations: Iterable[int] | None = None):
+        """The tidy results as a pandas DataFrame (see :meth:`tidy_rows`)."""
         import pandas as pd
 
-        return pd.DataFrame(list(self.tidy_rows(include_timing=include_timing)), columns=EXPORT_COLUMNS + EXTRA_COLUMNS)
+        rows = self.tidy_rows(include_timing=include_timing and metric is None, metric=metric, generations=generations)
+        return pd.DataFrame(list(rows), columns=EXPORT_COLUMNS + EXTRA_COLUMNS)
+
+    def max_generation(self) -> int:
+        row = self.db.execute("SELECT MAX(generation) FROM records").fetchone()
+        return -1 if row[0] is None else int(row[0])
 
     def records(self):
-        """Per-(unit, generation) records with provenance (JSON) and stage seconds."""
+        """Per-(unit, generation) records with stage seconds and provenance: a JSON list of
+        ``[source_generation, corrected, n_points]`` (generation -1 = real data)."""
         import pandas as pd
 
-        q = """SELECT u.arm, u.seed, u.lambda, u.gamma, u.correction, r.* FROM records r
-               JOIN units u ON u.unit = r.unit ORDER BY r.unit, r.generation"""
+        q = """SELECT u.arm, u.seed, u.lambda, u.gamma, u.correction, r.unit, r.generation, r.status,
+                      r.reason, r.n_real, r.n_synthetic, p.parts AS provenance, r.sample_seconds,
+                      r.correct_seconds, r.train_seconds, r.eval_seconds
+               FROM records r JOIN units u ON u.unit = r.unit JOIN provenance p ON p.id = r.provenance
+               ORDER BY r.unit, r.generation"""
         cur = self.db.execute(q)
         return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
 

@@ -138,6 +138,8 @@ class GaussianEnsemble:
         grp, S, m, d = self.group, self.S, self.m, self.d
         name = grp.correction if grp.arm == "correction" else "none"
         zeros = np.zeros((S, self.G))
+        if grp.arm != "correction":
+            return x, {}
         if name == "none":
             return x, {"correction_displacement": zeros, "correction_fraction_changed": zeros}
         rng = self._rng(g, "correct")
@@ -161,7 +163,7 @@ class GaussianEnsemble:
             out = np.zeros_like(x)
             count = np.where(dead, m, 0).astype(np.int64)
             t = np.broadcast_to(self.t[None, :], (S, self.G))
-            proposed, accepted = 0, np.zeros((S, self.G))
+            proposed, accepted = np.zeros((S, self.G)), np.zeros((S, self.G))
             from scloop.corrections.histogram import MAX_BLOCKS
 
             for _ in range(MAX_BLOCKS):
@@ -175,9 +177,9 @@ class GaussianEnsemble:
                                        self.tmean, self.tcov, phi_c=phi)
                 need = count < m
                 accepted += np.where(need, acc.sum(axis=-1), 0)
-                proposed += block
+                proposed += np.where(need, block, 0)
                 count = collect_first(out, count, cand[:, None], acc)
-            diag["correction_acceptance_rate"] = accepted / max(proposed, 1)
+            diag["correction_acceptance_rate"] = accepted / np.maximum(proposed, 1)
         else:  # pragma: no cover - guarded by supports()
             raise ValueError(name)
         disp, frac = _batched_displacement(x, out)
