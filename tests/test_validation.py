@@ -106,11 +106,6 @@ def test_bad_input_subprocess(case_id, argv, files, needles, tmp_path):
     assert _snapshot(tmp_path) == before
 
 
-@pytest.mark.xfail(
-    reason="BUG: a YAML config with a non-string key (e.g. `1: 2`) crashes spec_from_dict with a "
-    "TypeError (sorted() of mixed key types / difflib on an int) instead of a ConfigError",
-    strict=True,
-)
 def test_yaml_non_string_key_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cfg.yaml").write_text("base: gaussian-paper\n1: 2\nfoo: 3\n")
@@ -121,11 +116,6 @@ def test_yaml_non_string_key_is_a_config_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("option", ["max_iter: abc", "tol: abc"])
-@pytest.mark.xfail(
-    reason="BUG: make_gmm (models/gmm.py) converts max_iter/tol with int()/float() without checking, so a "
-    "non-numeric value escapes as a ValueError traceback (exit 1) instead of a ConfigError (exit 2)",
-    strict=True,
-)
 def test_gmm_option_wrong_type_is_a_config_error(option, tmp_path):
     out = tmp_path / "runs"
     code, output = _invoke(["run", "gaussian-paper", "--set", f"model={{name: gmm, {option}}}",
@@ -136,12 +126,6 @@ def test_gmm_option_wrong_type_is_a_config_error(option, tmp_path):
 
 
 @pytest.mark.parametrize("engine", ["auto", "generic"])
-@pytest.mark.xfail(
-    reason="BUG: paper-histogram is 2-D only, but runner.validate never calls correction.prepare, so "
-    "task.dim=3 is caught only mid-run by the generic engine (after the run directory is written) and "
-    "not at all by the vectorised engine (which silently bins only the first two coordinates)",
-    strict=True,
-)
 def test_paper_histogram_on_3d_task_is_rejected_before_writing(engine, tmp_path):
     out = tmp_path / "runs"
     code, output = _invoke(["run", "gaussian-paper", "--set", "task.dim=3", "--set", f"engine={engine}",

@@ -133,6 +133,32 @@ def theory(
     typer.echo(format_theory_table(rows, eps_l_over_alpha=r))
 
 
+@app.command("theory-check")
+def theory_check(
+    run: str = typer.Argument(..., help="A run of the `augment` policy with the mean_error metric (gaussian-theory)."),
+    tolerance: float = typer.Option(0.05, "--tolerance", help="Allowed relative error of the contraction."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories."),
+) -> None:
+    """Compare the measured per-generation contraction of the seed-mean mean error with
+    lambda/((1+lambda)(1+gamma)); exits 1 if any curve is off by more than --tolerance."""
+    from scloop.report.contraction import measured_contraction
+    from scloop.store import RunStore
+
+    store = RunStore(_resolve_run(run, out))
+    tab = measured_contraction(store.table(metric="mean_error"))
+    store.close()
+    if tab.empty:
+        _fail("no mean_error curves in this run")
+    typer.echo(f"{'correction':<16}{'lambda':>7}{'gamma':>7}{'measured':>11}{'predicted':>11}{'rel.err':>9}{'ratios':>7}{'seeds':>7}")
+    for _, r in tab.iterrows():
+        typer.echo(f"{r['correction']:<16}{r['lambda']:>7g}{r['gamma']:>7g}{r['measured']:>11.5f}{r['predicted']:>11.5f}"
+                   f"{r['rel_error']:>9.2%}{int(r['n_ratios']):>7}{int(r['n_seeds']):>7}")
+    worst = float(tab.rel_error.max())
+    typer.echo(f"max relative error {worst:.2%} (tolerance {tolerance:.0%})")
+    if not worst <= tolerance:
+        raise typer.Exit(1)
+
+
 @app.command("ls")
 def ls_cmd(out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories.")) -> None:
     """List runs."""

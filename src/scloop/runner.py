@@ -65,11 +65,19 @@ def build_units(spec: ExperimentSpec) -> list[Unit]:
 def validate(spec: ExperimentSpec) -> None:
     """Check every name and option against the registries (raises ConfigError)."""
     load_plugins()
-    TASKS.create(spec.task.name, key="task", **spec.task.kwargs)
+    task = TASKS.create(spec.task.name, key="task", **spec.task.kwargs)
     MODELS.create(spec.model.name, key="model", **spec.model.kwargs)
     POLICIES.create(spec.policy.name, key="policy", **spec.policy.kwargs)
+    target = getattr(task, "target", None)
     for c in spec.corrections:
-        CORRECTIONS.create(c.name, key="correction", **{**c.kwargs, "gamma": 0.0})
+        for gam in spec.gammas:
+            corr = CORRECTIONS.create(c.name, key="correction", **{**c.kwargs, "gamma": gam})
+        if "correction" in spec.arms:
+            # a dry prepare on an empty sample checks what the correction needs (a known target,
+            # a dimension it supports ...) before anything is written
+            dim = getattr(task, "dim", None)
+            if dim is not None and c.name in ("none", "oracle-mixture", "oracle-ot", "paper-histogram"):
+                corr.prepare(CorrectionContext(Data(np.empty((0, dim))), target), rng=np.random.default_rng(0))
     for m in spec.metrics:
         METRICS.create(m, key="metrics")
     if spec.policy.name == "replace" and min(spec.lambdas) * spec.n_real < 1 and (

@@ -203,17 +203,7 @@ def test_correction_diagnostics(name, gamma, real, target, fitted_gaussian):
     assert diag["displacement"] == pytest.approx(expected_disp)
 
 
-# Known src bugs, attached to the affected parameter only (the contract itself has no branches).
-_NONE_GAMMA_BUG = pytest.mark.xfail(
-    reason="BUG: make_none (corrections/identity.py) does not validate gamma, so "
-    "CORRECTIONS.create('none', gamma=-1) succeeds while every other correction raises ConfigError",
-    strict=True,
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_NONE_GAMMA_BUG) if n == "none" else n for n in CORRECTION_NAMES]
-)
+@pytest.mark.parametrize("name", CORRECTION_NAMES)
 @pytest.mark.parametrize("gamma", [-1.0, float("nan")])
 def test_correction_rejects_invalid_gamma(name, gamma):
     with pytest.raises(ConfigError, match="gamma"):

@@ -216,7 +216,7 @@ def spec_from_dict(raw: Mapping[str, Any]) -> ExperimentSpec:
     """Validate a fully merged config mapping into an :class:`ExperimentSpec`."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a mapping of keys to values, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - KNOWN_KEYS)
+    unknown = sorted(map(str, set(raw) - KNOWN_KEYS))
     if unknown:
         import difflib
 

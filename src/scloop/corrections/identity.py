@@ -25,4 +25,6 @@ class NoCorrection:
 
 @CORRECTIONS.register("none")
 def make_none(*, gamma: float = 0.0) -> NoCorrection:
-    return NoCorrection(gamma=gamma)
+    from scloop.corrections.base import check_gamma
+
+    return NoCorrection(gamma=check_gamma(gamma))

@@ -116,4 +116,8 @@ def make_gmm(*, k: int = 2, reg_covar: float = 1e-6, max_iter: int = 200, tol: f
         raise ConfigError(f"model.k: got {k!r}; allowed: an integer >= 1")
     if not isinstance(reg_covar, (int, float)) or reg_covar < 0:
         raise ConfigError(f"model.reg_covar: got {reg_covar!r}; allowed: a number >= 0")
-    return GMMModel(k=k, reg_covar=float(reg_covar), max_iter=int(max_iter), tol=float(tol))
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ConfigError(f"model.max_iter: got {max_iter!r}; allowed: an integer >= 1")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
+        raise ConfigError(f"model.tol: got {tol!r}; allowed: a number > 0")
+    return GMMModel(k=k, reg_covar=float(reg_covar), max_iter=max_iter, tol=float(tol))
