@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/scloop run gaussian-paper --seeds 10 --out $(OUT) --quiet
-	$(BIN)/scloop plot gaussian-paper --out $(OUT)
-	$(BIN)/scloop run gaussian-theory --seeds 20 --out $(OUT) --quiet
-	$(BIN)/scloop plot gaussian-theory --out $(OUT)
+	$(BIN)/scloop run gaussian-paper --seeds 10 --out $(OUT) --run-id demo-gaussian-paper --quiet
+	$(BIN)/scloop plot demo-gaussian-paper --out $(OUT)
+	$(BIN)/scloop run gaussian-theory --seeds 20 --out $(OUT) --run-id demo-gaussian-theory --quiet
+	$(BIN)/scloop plot demo-gaussian-theory --out $(OUT)
+	$(BIN)/scloop theory-check demo-gaussian-theory --out $(OUT)
 	@echo
 	@echo "Figures (PNG and SVG) are in $(OUT)/*/figures/ -- e.g."
 	@ls $(OUT)/*/figures/*.png

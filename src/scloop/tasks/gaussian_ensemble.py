@@ -225,14 +225,16 @@ class GaussianEnsemble:
                 new = paper_toy_counts(m, g)
                 old = np.append(paper_toy_counts(m, g - 1), 0) if g > 1 else np.array([0])
                 acc1, acc2 = st["acc_s1"] + bx1, st["acc_s2"] + bx2  # generation g enters whole
-                for j in np.nonzero(new[:-1] < old[:-1])[0]:  # at most m generations lose points
-                    drop = batches[:, :, j, new[j]:old[j]]
-                    r1, r2 = sums(drop)
+                k = np.arange(m)
+                drop = (k >= new[:, None]) & (k < old[:, None])  # (g, m): points that leave now
+                if drop.any():
+                    r1, r2 = sums(batches[:, :, drop])
                     acc1, acc2 = acc1 - r1, acc2 - r2
                 st["acc_s1"], st["acc_s2"], st["batches"] = acc1, acc2, batches
                 s1, s2 = st["real_s1"][:, None] + acc1, st["real_s2"][:, None] + acc2
                 count = n + int(new.sum())
-                prov = ((-1, False, n),) + tuple((j + 1, corrected, int(c)) for j, c in enumerate(new) if c)
+                keep = np.nonzero(new)[0]
+                prov = ((-1, False, n),) + tuple(zip((keep + 1).tolist(), [corrected] * len(keep), new[keep].tolist()))
             elif pol == "accumulate-subsample":
                 batches = np.concatenate([st["batches"], x[:, :, None]], axis=2)
                 st["batches"] = batches
@@ -266,7 +268,7 @@ class GaussianEnsemble:
         metrics = self.evaluate(st)
         secs["eval"] = time.perf_counter() - t1
         reason = "singular covariance: the loop has collapsed" if newly.any() else ""
-        n_syn = sum(c for gen, _, c in prov if gen >= 0)
+        n_syn = count - (n if (self.policy != "replace" or self.group.arm == "baseline") else 0)
         return st, StepResult(g, metrics, diag, newly, reason, secs, prov, n if (self.policy != "replace" or self.group.arm == "baseline") else 0, n_syn)
 
 
