@@ -258,8 +258,8 @@ def _save_group_checkpoint(path: Path, st: dict[str, np.ndarray]) -> None:
     ``accumulate-subsample``) only grow, so they go to append-only chunk files and each
     checkpoint writes just the batches added since the previous one; the small state file,
     replaced atomically last, says how many batches are valid."""
-    batches = st["batches"]
-    n_b = batches.shape[2]
+    n_b = min(st["batches"].shape[2], int(st["generation"]))
+    batches = st["batches"][:, :, :n_b]
     small = {k: v for k, v in st.items() if k != "batches"}
     prev = load_npz(path)["chunk_ends"] if path.exists() else np.zeros(0, dtype=np.int64)
     prev = prev[prev <= n_b]
@@ -269,7 +269,7 @@ def _save_group_checkpoint(path: Path, st: dict[str, np.ndarray]) -> None:
         save_npz(path.with_name(f"{path.stem}.b{start:06d}.npz"), {"batches": batches[:, :, start:n_b]})
         ends = np.append(prev, n_b)
     small["chunk_ends"] = ends.astype(np.int64)
-    small["batch_shape"] = np.array(batches.shape)
+    small["batch_shape"] = np.array(batches.shape)  # (S, G, n_batches, m, d)
     save_npz(path, small)
 
 

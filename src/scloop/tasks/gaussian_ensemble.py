@@ -77,6 +77,19 @@ def _batched_displacement(before: np.ndarray, after: np.ndarray) -> tuple[np.nda
     return disp, changed.mean(axis=-1)
 
 
+def _append_batch(st: dict[str, np.ndarray], x: np.ndarray, g: int) -> np.ndarray:
+    """Store generation g's batch (S, G, m, d) in a buffer whose capacity doubles when full
+    (amortised O(1) per generation instead of copying every past batch); returns the view of
+    batches 1..g, shape (S, G, g, m, d)."""
+    buf = st["batches"]
+    if buf.shape[2] < g:
+        grown = np.zeros(buf.shape[:2] + (max(2 * buf.shape[2], g, 16),) + buf.shape[3:])
+        grown[:, :, : g - 1] = buf[:, :, : g - 1]
+        st["batches"] = buf = grown
+    buf[:, :, g - 1] = x
+    return buf[:, :, :g]
+
+
 class GaussianEnsemble:
     """Advance S seeds x n_gamma trajectories of one :class:`Group` generation by generation."""
 
@@ -221,7 +234,7 @@ class GaussianEnsemble:
                 count = n + g * m
                 prov = ((-1, False, n),) + tuple((j, corrected, m) for j in range(1, g + 1))
             elif pol == "paper-toy":
-                batches = np.concatenate([st["batches"], x[:, :, None]], axis=2)  # (S, G, g, m, d)
+                batches = _append_batch(st, x, g)  # (S, G, g, m, d)
                 new = paper_toy_counts(m, g)
                 old = np.append(paper_toy_counts(m, g - 1), 0) if g > 1 else np.array([0])
                 acc1, acc2 = st["acc_s1"] + bx1, st["acc_s2"] + bx2  # generation g enters whole
@@ -230,14 +243,13 @@ class GaussianEnsemble:
                 if drop.any():
                     r1, r2 = sums(batches[:, :, drop])
                     acc1, acc2 = acc1 - r1, acc2 - r2
-                st["acc_s1"], st["acc_s2"], st["batches"] = acc1, acc2, batches
+                st["acc_s1"], st["acc_s2"] = acc1, acc2
                 s1, s2 = st["real_s1"][:, None] + acc1, st["real_s2"][:, None] + acc2
                 count = n + int(new.sum())
                 keep = np.nonzero(new)[0]
                 prov = ((-1, False, n),) + tuple(zip((keep + 1).tolist(), [corrected] * len(keep), new[keep].tolist()))
             elif pol == "accumulate-subsample":
-                batches = np.concatenate([st["batches"], x[:, :, None]], axis=2)
-                st["batches"] = batches
+                batches = _append_batch(st, x, g)
                 pool = g * m
                 budget = int(self.policy_options.get("budget", 100))
                 keys = self._rng(g, "policy").random((S, pool))
