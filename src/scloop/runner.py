@@ -8,7 +8,6 @@ checkpoint hooks, and handles ``resume``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import numpy as np
 from scloop.core.config import ExperimentSpec
 from scloop.core.registry import CORRECTIONS, METRICS, MODELS, POLICIES, TASKS, ConfigError, load_plugins
 from scloop.core.rng import Streams
-from scloop.core.types import CorrectionContext, Data, Degenerate, Evaluation, GenerationRecord
+from scloop.core.types import CorrectionContext, Data, Degenerate, Evaluation, GenerationRecord, Provenance
 from scloop.store.atomic import load_npz, save_npz
 from scloop.store.run_store import RunStore, Unit
 
@@ -73,11 +72,10 @@ def validate(spec: ExperimentSpec) -> None:
         for gam in spec.gammas:
             corr = CORRECTIONS.create(c.name, key="correction", **{**c.kwargs, "gamma": gam})
         if "correction" in spec.arms:
-            # a dry prepare on an empty sample checks what the correction needs (a known target,
-            # a dimension it supports ...) before anything is written
-            dim = getattr(task, "dim", None)
-            if dim is not None and c.name in ("none", "oracle-mixture", "oracle-ot", "paper-histogram"):
-                corr.prepare(CorrectionContext(Data(np.empty((0, dim))), target), rng=np.random.default_rng(0))
+            # a dry prepare on a few real points checks what the correction needs (a known
+            # target, a dimension it supports ...) before anything is written
+            probe = task.real_data(min(spec.n_real, 16), np.random.default_rng(0))
+            corr.prepare(CorrectionContext(probe, target), rng=np.random.default_rng(0))
     for m in spec.metrics:
         METRICS.create(m, key="metrics")
     if spec.policy.name == "replace" and min(spec.lambdas) * spec.n_real < 1 and (
@@ -215,7 +213,7 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
 
             def emit(gen, metrics, diag, bad, reason, secs, prov, n_real, n_syn):
                 per = {k: v / n_units for k, v in secs.items()}
-                prov_json = json.dumps([[g, bool(c), n] for g, c, n in prov], separators=(",", ":"))
+                prov_json = Provenance(prov).to_json()
                 rows = []
                 for idx in np.ndindex(table.shape):
                     if dead_so_far[idx]:
@@ -315,7 +313,7 @@ class _StoreHook:
 def _record_row(unit: int, r: GenerationRecord) -> tuple:
     vals = {**r.metrics, **r.diagnostics}
     return (unit, r.generation, r.status, r.reason, r.n_real, r.n_synthetic,
-            json.dumps([[g, bool(c), n] for g, c, n in r.provenance.parts], separators=(",", ":")), dict(r.seconds), vals)
+            r.provenance.to_json(), dict(r.seconds), vals)
 
 
 def _save_unit_checkpoint(store: RunStore, unit: int, state, keeps_history: bool) -> None:

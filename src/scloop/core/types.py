@@ -143,11 +143,11 @@ class Provenance:
 
     parts: tuple[tuple[int, bool, int], ...]
 
-    def as_json(self) -> list[dict[str, Any]]:
-        return [
-            {"generation": g, "corrected": c, "n": n, "source": "real" if g < 0 else "synthetic"}
-            for g, c, n in self.parts
-        ]
+    def to_json(self) -> str:
+        """Compact JSON: a list of ``[source_generation, corrected, n_points]``."""
+        import json
+
+        return json.dumps([[g, bool(c), n] for g, c, n in self.parts], separators=(",", ":"))
 
 
 @dataclass(frozen=True)
