@@ -38,13 +38,19 @@ from scloop.corrections.base import check_gamma, displacement_diagnostics, mixin
 MAX_BLOCKS = 20_000
 
 
-def gaussian_pdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """Density of N(mean, cov) at x (..., d)."""
-    d = mean.shape[-1]
-    prec = np.linalg.inv(cov)
-    diff = x - mean
-    q = np.einsum("...i,ij,...j->...", diff, prec, diff)
-    return np.exp(-0.5 * q) / math.sqrt((2 * math.pi) ** d * np.linalg.det(cov))
+class GaussianPdf:
+    """Density of N(mean, cov), with the precision and normaliser computed once."""
+
+    def __init__(self, mean: np.ndarray, cov: np.ndarray) -> None:
+        self.mean = mean
+        self.prec = np.linalg.inv(cov)
+        self.norm = math.sqrt((2 * math.pi) ** mean.shape[-1] * np.linalg.det(cov))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Density at x (..., d)."""
+        diff = x - self.mean
+        q = np.einsum("...i,ij,...j->...", diff, self.prec, diff)
+        return np.exp(-0.5 * q) / self.norm
 
 
 def histogram_density(x: np.ndarray, bins: int):
@@ -69,18 +75,18 @@ def histogram_density(x: np.ndarray, bins: int):
     return lo, width, density, density.max(axis=(-1, -2))
 
 
-def histogram_accept(c, u, t, lo, width, density, peak, target_mean, target_cov, phi_c=None):
+def histogram_accept(c, u, t, lo, width, density, peak, phi_c, phi0):
     """Acceptance mask of candidates c (..., K, 2) with uniforms u (..., K) under the official
-    envelope.  t, peak: (...); lo, width: (..., 2); density (..., bins, bins)."""
+    envelope.  t, peak: (...); lo, width: (..., 2); density (..., bins, bins); phi_c (..., K)
+    the target density at the candidates; phi0 the target density at its mean."""
     bins = density.shape[-1]
-    if phi_c is None:
-        phi_c = gaussian_pdf(c, target_mean, target_cov)
-    phi0 = gaussian_pdf(target_mean, target_mean, target_cov)
     t = np.asarray(t, dtype=float)
-    # int() truncates toward zero: candidates within one bin below `lo` map to bin 0.
-    i = np.trunc((c - lo[..., None, :]) / width[..., None, :])
-    inside = np.all((i >= 0) & (i < bins), axis=-1)
-    ii = np.where(inside[..., None], i, 0).astype(np.int64)
+    # int() truncates toward zero, so trunc(v) lies in [0, bins) exactly when -1 < v < bins:
+    # candidates within one bin below `lo` map to bin 0, as in the official code.
+    v = (c - lo[..., None, :]) / width[..., None, :]
+    vx, vy = v[..., 0], v[..., 1]
+    inside = (vx > -1) & (vx < bins) & (vy > -1) & (vy < bins)
+    ii = np.clip(v, 0, bins - 1).astype(np.intp)  # astype truncates toward zero
     flat_density = density.reshape(density.shape[:-2] + (bins * bins,))
     flat_idx = ii[..., 0] * bins + ii[..., 1]
     batch = np.broadcast_shapes(flat_density.shape[:-1], flat_idx.shape[:-1])
@@ -126,6 +132,7 @@ class PaperHistogramCorrection:
                 f"{np.shape(target.mean)[0]}. Use oracle-mixture or oracle-ot for other dimensions."
             )
         self.target_ = target
+        self.pdf_ = GaussianPdf(target.mean, target.cov)
         return self
 
     def __call__(self, data: Data, *, model=None, rng: np.random.Generator) -> Corrected:
@@ -145,7 +152,7 @@ class PaperHistogramCorrection:
             z = rng.standard_normal((self.block, 2))
             u = rng.random(self.block)
             cand = affine_sample(tg.mean, tg.chol, z)
-            acc = histogram_accept(cand, u, t, lo, width, density, peak, tg.mean, tg.cov)
+            acc = histogram_accept(cand, u, t, lo, width, density, peak, self.pdf_(cand), self.pdf_(tg.mean))
             count = collect_first(out, count, cand, acc)
             proposed += self.block
             accepted += int(acc.sum())

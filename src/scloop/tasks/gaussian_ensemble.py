@@ -34,7 +34,7 @@ import numpy as np
 
 from scloop.core.rng import stream
 from scloop.corrections.base import mixing_weight
-from scloop.corrections.histogram import collect_first, gaussian_pdf, histogram_accept, histogram_density
+from scloop.corrections.histogram import MAX_BLOCKS, GaussianPdf, collect_first, histogram_accept, histogram_density
 from scloop.corrections.oracle import mixture_kernel, ot_pairing
 from scloop.loop.policies import paper_toy_counts
 from scloop.metrics.gaussian import cov_error, mean_error, psd_sqrt, w2_gaussian
@@ -107,6 +107,8 @@ class GaussianEnsemble:
         tg = task.target
         self.tmean, self.tcov, self.tchol = tg.mean, tg.cov, tg.chol
         self.tcov_sqrt = psd_sqrt(self.tcov)
+        self.pdf = GaussianPdf(self.tmean, self.tcov)
+        self.phi0 = self.pdf(self.tmean)
         self.d = tg.mean.shape[0]
 
     def _rng(self, g: int, role: str) -> np.random.Generator:
@@ -177,21 +179,24 @@ class GaussianEnsemble:
             count = np.where(dead, m, 0).astype(np.int64)
             t = np.broadcast_to(self.t[None, :], (S, self.G))
             proposed, accepted = np.zeros((S, self.G)), np.zeros((S, self.G))
-            from scloop.corrections.histogram import MAX_BLOCKS
-
             for _ in range(MAX_BLOCKS):
-                if np.all(count >= m):
+                need = count < m
+                if not need.any():
                     break
                 zc = rng.standard_normal((S, block, d))
                 uc = rng.random((S, block))
                 cand = affine_sample(self.tmean, self.tchol, zc)  # (S, K, d)
-                phi = gaussian_pdf(cand, self.tmean, self.tcov)[:, None]  # (S, 1, K)
-                acc = histogram_accept(cand[:, None], uc[:, None], t, lo, width, density, peak,
-                                       self.tmean, self.tcov, phi_c=phi)
-                need = count < m
-                accepted += np.where(need, acc.sum(axis=-1), 0)
-                proposed += np.where(need, block, 0)
-                count = collect_first(out, count, cand[:, None], acc)
+                phi = self.pdf(cand)  # (S, K)
+                # Only the trajectories still short of m points are evaluated (after the first
+                # block, few are); per trajectory the arithmetic is the same either way.
+                si, gi = np.nonzero(need)
+                acc = histogram_accept(cand[si], uc[si], t[si, gi], lo[si, gi], width[si, gi], density[si, gi],
+                                       peak[si, gi], phi[si], self.phi0)  # (P, K)
+                accepted[si, gi] += acc.sum(axis=-1)
+                proposed[si, gi] += block
+                sub = out[si, gi]
+                count[si, gi] = collect_first(sub, count[si, gi], cand[si], acc)
+                out[si, gi] = sub
             diag["correction_acceptance_rate"] = accepted / np.maximum(proposed, 1)
         else:  # pragma: no cover - guarded by supports()
             raise ValueError(name)
