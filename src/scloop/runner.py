@@ -256,18 +256,18 @@ def _save_group_checkpoint(path: Path, st: dict[str, np.ndarray]) -> None:
     ``accumulate-subsample``) only grow, so they go to append-only chunk files and each
     checkpoint writes just the batches added since the previous one; the small state file,
     replaced atomically last, says how many batches are valid."""
-    n_b = min(st["batches"].shape[2], int(st["generation"]))
-    batches = st["batches"][:, :, :n_b]
+    n_b = min(st["batches"].shape[0], int(st["generation"]))
+    batches = st["batches"][:n_b]
     small = {k: v for k, v in st.items() if k != "batches"}
     prev = load_npz(path)["chunk_ends"] if path.exists() else np.zeros(0, dtype=np.int64)
     prev = prev[prev <= n_b]
     start = int(prev[-1]) if len(prev) else 0
     ends = prev
     if n_b > start:
-        save_npz(path.with_name(f"{path.stem}.b{start:06d}.npz"), {"batches": batches[:, :, start:n_b]})
+        save_npz(path.with_name(f"{path.stem}.b{start:06d}.npz"), {"batches": batches[start:n_b]})
         ends = np.append(prev, n_b)
     small["chunk_ends"] = ends.astype(np.int64)
-    small["batch_shape"] = np.array(batches.shape)  # (S, G, n_batches, m, d)
+    small["batch_shape"] = np.array(batches.shape)  # (n_batches, S, G, m, d)
     save_npz(path, small)
 
 
@@ -278,7 +278,7 @@ def _load_group_checkpoint(path: Path) -> dict[str, np.ndarray]:
     for end in st.pop("chunk_ends"):
         parts.append(load_npz(path.with_name(f"{path.stem}.b{start:06d}.npz"))["batches"])
         start = int(end)
-    st["batches"] = np.concatenate(parts, axis=2) if parts else np.zeros(shape)
+    st["batches"] = np.concatenate(parts, axis=0) if parts else np.zeros(shape)
     return st
 
 

@@ -19,7 +19,8 @@ width *below* the lowest edge land in bin 0.  Only 2-D data are supported (as th
 
 Simplification: candidates are drawn in fixed blocks of ``block`` proposals (normals, then
 uniforms) instead of one at a time; the first n accepted candidates in proposal order are
-kept, which is the same sampler.  Points in the histogram are binned by ``floor`` on the
+kept, which is the same sampler.  Diagnostic ``acceptance_rate`` = n / (candidates examined
+up to the n-th acceptance).  Points in the histogram are binned by ``floor`` on the
 ``linspace`` edges (numpy's ``histogram2d`` uses a search on the same edges; the two can only
 differ for a point lying exactly on an interior edge).
 """
@@ -102,16 +103,20 @@ def collect_first(out, count, cand, accept):
     """Write the first accepted candidates into ``out`` (..., n, d) in proposal order.
 
     count (...) is the number already filled; cand (..., K, d); accept (..., K).  Returns the
-    new count.  Batched so that the ensemble and the generic path share it.
+    new count and the number of candidates examined (up to and including the one that filled
+    ``out``, else all K; 0 where ``out`` was already full).  Batched so that the ensemble and
+    the generic path share it.
     """
-    n = out.shape[-2]
+    n, k = out.shape[-2], accept.shape[-1]
     cand = np.broadcast_to(cand, accept.shape + cand.shape[-1:])
     rank = count[..., None] + np.cumsum(accept, axis=-1)  # 1-based slot of each acceptance
     take = accept & (rank <= n)
     where = np.nonzero(take)
     slots = rank[where] - 1
     out[where[:-1] + (slots,)] = cand[where]
-    return np.minimum(count + accept.sum(axis=-1), n)
+    full = rank >= n
+    examined = np.where(full[..., -1], np.argmax(full, axis=-1) + 1, k)
+    return np.minimum(rank[..., -1], n), np.where(count >= n, 0, examined)
 
 
 class PaperHistogramCorrection:
@@ -145,7 +150,7 @@ class PaperHistogramCorrection:
         lo, width, density, peak = histogram_density(x, self.bins)
         out = np.zeros_like(x)
         count = np.zeros((), dtype=np.int64)
-        proposed = accepted = 0
+        examined = 0
         for _ in range(MAX_BLOCKS):
             if count >= n:
                 break
@@ -153,13 +158,12 @@ class PaperHistogramCorrection:
             u = rng.random(self.block)
             cand = affine_sample(tg.mean, tg.chol, z)
             acc = histogram_accept(cand, u, t, lo, width, density, peak, self.pdf_(cand), self.pdf_(tg.mean))
-            count = collect_first(out, count, cand, acc)
-            proposed += self.block
-            accepted += int(acc.sum())
+            count, used = collect_first(out, count, cand, acc)
+            examined += int(used)
         else:
             raise Degenerate(f"paper-histogram: rejection sampling accepted {int(count)} of {n} points")
         diag = displacement_diagnostics(x, out)
-        diag["acceptance_rate"] = accepted / proposed if proposed else 1.0
+        diag["acceptance_rate"] = n / examined if examined else 1.0
         return Corrected(Data(out, data.y), diag)
 
 

@@ -77,17 +77,29 @@ def _batched_displacement(before: np.ndarray, after: np.ndarray) -> tuple[np.nda
     return disp, changed.mean(axis=-1)
 
 
-def _append_batch(st: dict[str, np.ndarray], x: np.ndarray, g: int) -> np.ndarray:
-    """Store generation g's batch (S, G, m, d) in a buffer whose capacity doubles when full
-    (amortised O(1) per generation instead of copying every past batch); returns the view of
-    batches 1..g, shape (S, G, g, m, d)."""
+def _chunks(block: int, first: int = 32) -> list[tuple[int, int]]:
+    """Doubling chunks covering [0, block): (0, 32), (32, 64), (64, 128), ..."""
+    edges, e = [0], first
+    while e < block:
+        edges.append(e)
+        e *= 2
+    edges.append(block)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _append_batch(st: dict[str, np.ndarray], x: np.ndarray, g: int, capacity: int = 0) -> np.ndarray:
+    """Store generation g's batch (S, G, m, d) in a buffer of shape (capacity, S, G, m, d)
+    -- generation first, so each write is one contiguous block -- whose capacity doubles when
+    full (amortised O(1) per generation instead of copying every past batch); ``capacity``
+    (the run's generation count, when known) sizes it once.  Returns the
+    view of batches 1..g, shape (g, S, G, m, d)."""
     buf = st["batches"]
-    if buf.shape[2] < g:
-        grown = np.zeros(buf.shape[:2] + (max(2 * buf.shape[2], g, 16),) + buf.shape[3:])
-        grown[:, :, : g - 1] = buf[:, :, : g - 1]
+    if buf.shape[0] < g:
+        grown = np.empty((max(2 * buf.shape[0], g, 16, capacity),) + buf.shape[1:])
+        grown[: g - 1] = buf[: g - 1]
         st["batches"] = buf = grown
-    buf[:, :, g - 1] = x
-    return buf[:, :, :g]
+    buf[g - 1] = x
+    return buf[:g]
 
 
 class GaussianEnsemble:
@@ -110,6 +122,7 @@ class GaussianEnsemble:
         self.pdf = GaussianPdf(self.tmean, self.tcov)
         self.phi0 = self.pdf(self.tmean)
         self.d = tg.mean.shape[0]
+        self.capacity = 0  # generations to reserve batch storage for (set by run_ensemble)
 
     def _rng(self, g: int, role: str) -> np.random.Generator:
         return stream(self.base_seed, 0, g, role)
@@ -131,7 +144,7 @@ class GaussianEnsemble:
             "cov": np.broadcast_to(cov[:, None], shape + (d, d)).copy(),
             "dead": np.zeros(shape, dtype=bool),
             "acc_s1": np.zeros(shape + (d,)), "acc_s2": np.zeros(shape + (d, d)),
-            "batches": np.zeros(shape + (0, self.m, d)),
+            "batches": np.zeros((0,) + shape + (self.m, d)),
         }
         _, bad = cholesky_or_nan(st["cov"])
         st["dead"] |= bad
@@ -178,26 +191,30 @@ class GaussianEnsemble:
             out = np.zeros_like(x)
             count = np.where(dead, m, 0).astype(np.int64)
             t = np.broadcast_to(self.t[None, :], (S, self.G))
-            proposed, accepted = np.zeros((S, self.G)), np.zeros((S, self.G))
+            examined = np.zeros((S, self.G))
             for _ in range(MAX_BLOCKS):
-                need = count < m
-                if not need.any():
+                if np.all(count >= m):
                     break
                 zc = rng.standard_normal((S, block, d))
                 uc = rng.random((S, block))
                 cand = affine_sample(self.tmean, self.tchol, zc)  # (S, K, d)
                 phi = self.pdf(cand)  # (S, K)
-                # Only the trajectories still short of m points are evaluated (after the first
-                # block, few are); per trajectory the arithmetic is the same either way.
-                si, gi = np.nonzero(need)
-                acc = histogram_accept(cand[si], uc[si], t[si, gi], lo[si, gi], width[si, gi], density[si, gi],
-                                       peak[si, gi], phi[si], self.phi0)  # (P, K)
-                accepted[si, gi] += acc.sum(axis=-1)
-                proposed[si, gi] += block
-                sub = out[si, gi]
-                count[si, gi] = collect_first(sub, count[si, gi], cand[si], acc)
-                out[si, gi] = sub
-            diag["correction_acceptance_rate"] = accepted / np.maximum(proposed, 1)
+                # The block is evaluated in growing chunks, each only for the trajectories still
+                # short of m points: most fill up early, and per trajectory the candidates are
+                # examined in the same order, so the result does not depend on the chunking.
+                # (chunking only pays with many trajectories; with few, Python overhead dominates)
+                for a, b in _chunks(block, first=32 if S * self.G >= 1024 else block):
+                    si, gi = np.nonzero(count < m)
+                    if len(si) == 0:
+                        break
+                    c_ab = cand[si, a:b]
+                    acc = histogram_accept(c_ab, uc[si, a:b], t[si, gi], lo[si, gi], width[si, gi],
+                                           density[si, gi], peak[si, gi], phi[si, a:b], self.phi0)  # (P, b-a)
+                    sub = out[si, gi]
+                    count[si, gi], used = collect_first(sub, count[si, gi], c_ab, acc)
+                    out[si, gi] = sub
+                    examined[si, gi] += used
+            diag["correction_acceptance_rate"] = np.where(dead, np.nan, m / np.maximum(examined, 1))
         else:  # pragma: no cover - guarded by supports()
             raise ValueError(name)
         disp, frac = _batched_displacement(x, out)
@@ -239,14 +256,16 @@ class GaussianEnsemble:
                 count = n + g * m
                 prov = ((-1, False, n),) + tuple((j, corrected, m) for j in range(1, g + 1))
             elif pol == "paper-toy":
-                batches = _append_batch(st, x, g)  # (S, G, g, m, d)
+                batches = _append_batch(st, x, g, self.capacity)  # (g, S, G, m, d)
                 new = paper_toy_counts(m, g)
                 old = np.append(paper_toy_counts(m, g - 1), 0) if g > 1 else np.array([0])
                 acc1, acc2 = st["acc_s1"] + bx1, st["acc_s2"] + bx2  # generation g enters whole
                 k = np.arange(m)
                 drop = (k >= new[:, None]) & (k < old[:, None])  # (g, m): points that leave now
                 if drop.any():
-                    r1, r2 = sums(batches[:, :, drop])
+                    jj, kk = np.nonzero(drop)
+                    # (P, S, G, d) -> (S, G, P, d), contiguous, as the sums have always seen it
+                    r1, r2 = sums(np.ascontiguousarray(np.moveaxis(batches[jj, :, :, kk], 0, 2)))
                     acc1, acc2 = acc1 - r1, acc2 - r2
                 st["acc_s1"], st["acc_s2"] = acc1, acc2
                 s1, s2 = st["real_s1"][:, None] + acc1, st["real_s2"][:, None] + acc2
@@ -254,7 +273,7 @@ class GaussianEnsemble:
                 keep = np.nonzero(new)[0]
                 prov = ((-1, False, n),) + tuple(zip((keep + 1).tolist(), [corrected] * len(keep), new[keep].tolist()))
             elif pol == "accumulate-subsample":
-                batches = _append_batch(st, x, g)
+                batches = _append_batch(st, x, g, self.capacity)
                 pool = g * m
                 budget = int(self.policy_options.get("budget", 100))
                 keys = self._rng(g, "policy").random((S, pool))
@@ -262,7 +281,7 @@ class GaussianEnsemble:
                     idx = np.broadcast_to(np.arange(pool), (S, pool))
                 else:
                     idx = np.sort(np.argpartition(keys, budget - 1, axis=-1)[:, :budget], axis=-1)
-                flat = batches.reshape(S, G, pool, d)
+                flat = np.moveaxis(batches, 0, 2).reshape(S, G, pool, d)
                 chosen = np.take_along_axis(flat, idx[:, None, :, None], axis=2)
                 c1, c2 = sums(chosen)
                 s1, s2 = st["real_s1"][:, None] + c1, st["real_s2"][:, None] + c2
@@ -310,6 +329,7 @@ def run_ensemble(ens: GaussianEnsemble, n_generations: int, *, state: dict | Non
                  on_step: Callable[[StepResult], None], checkpoint: Callable[[dict], None] | None = None,
                  checkpoint_every: int = 1, gen0: Callable[[dict[str, Any]], None] | None = None) -> dict:
     """Run a group to ``n_generations``; ``state`` resumes from a checkpoint."""
+    ens.capacity = n_generations
     if state is None:
         state = ens.initial_state()
         if gen0 is not None:
