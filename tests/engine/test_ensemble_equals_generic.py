@@ -44,3 +44,23 @@ def test_vectorized_matches_generic(tmp_path, policy, corrections):
     # and the trajectories actually move (the comparison is not vacuous)
     w2 = a[(a.metric == "w2-gaussian") & (a.arm == "correction")]
     assert w2.groupby(["correction", "gamma"]).value.std().min() > 1e-3
+
+
+@pytest.mark.parametrize("engine", ["generic", "vectorized"])
+def test_unfillable_rejection_sampling_is_degenerate_in_both_engines(tmp_path, monkeypatch, engine):
+    import scloop.corrections.histogram as hist
+    import scloop.tasks.gaussian_ensemble as ens
+
+    # one block of one candidate cannot yield 25 accepted points: both engines must record it
+    monkeypatch.setattr(hist, "MAX_BLOCKS", 1)
+    monkeypatch.setattr(ens, "MAX_BLOCKS", 1)
+    spec = load_spec("gaussian-paper", [f"engine={engine}", "n_generations=3", "gamma=[0,5]",
+                                        "correction={name: paper-histogram, block: 1}"])
+    summary = run_experiment(spec, out=tmp_path)
+    store = RunStore(summary.path)
+    rec = store.records()
+    store.close()
+    gen1 = rec[rec.generation == 1]
+    assert len(gen1) == 2 and (gen1.status == "degenerate").all()
+    assert gen1.reason.str.contains("rejection sampling").all()
+    assert rec.generation.max() == 1  # the units stop there

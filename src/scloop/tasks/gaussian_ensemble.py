@@ -162,16 +162,19 @@ class GaussianEnsemble:
         return {k: np.where(st["dead"], np.nan, v) for k, v in out.items()}
 
     # ------------------------------------------------------------------ one generation
-    def _correct(self, x: np.ndarray, g: int, dead: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _correct(self, x: np.ndarray, g: int, dead: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """Correct the batch x (S, G, m, d); returns it, the diagnostics and a mask (S, G) of
+        trajectories the correction could not serve (they become degenerate)."""
         grp, S, m, d = self.group, self.S, self.m, self.d
         name = grp.correction if grp.arm == "correction" else "none"
         zeros = np.zeros((S, self.G))
         if grp.arm != "correction":
-            return x, {}
+            return x, {}, np.zeros_like(dead)
         if name == "none":
-            return x, {"correction_displacement": zeros, "correction_fraction_changed": zeros}
+            return x, {"correction_displacement": zeros, "correction_fraction_changed": zeros}, np.zeros_like(dead)
         rng = self._rng(g, "correct")
         diag: dict[str, np.ndarray] = {}
+        failed = np.zeros_like(dead)
         if name in ("oracle-mixture", "oracle-ot"):
             u = rng.random((S, m))
             z = rng.standard_normal((S, m, d))
@@ -215,11 +218,12 @@ class GaussianEnsemble:
                     out[si, gi] = sub
                     examined[si, gi] += used
             diag["correction_acceptance_rate"] = np.where(dead, np.nan, m / np.maximum(examined, 1))
+            failed = count < m  # MAX_BLOCKS exhausted (the generic path raises Degenerate)
         else:  # pragma: no cover - guarded by supports()
             raise ValueError(name)
         disp, frac = _batched_displacement(x, out)
         diag["correction_displacement"], diag["correction_fraction_changed"] = disp, frac
-        return out, diag
+        return out, diag, failed
 
     def step(self, st: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], StepResult]:
         g = int(st["generation"]) + 1
@@ -228,6 +232,7 @@ class GaussianEnsemble:
         dead = st["dead"]
         corrected = self.group.arm == "correction" and self.group.correction != "none"
         diag: dict[str, np.ndarray] = {}
+        failed = np.zeros((S, G), dtype=bool)
         t0 = time.perf_counter()
         if self.group.arm == "baseline":
             s1 = np.broadcast_to(st["real_s1"][:, None], (S, G, d))
@@ -239,7 +244,7 @@ class GaussianEnsemble:
             x = affine_sample(st["mean"], chol, z[:, None])  # (S, G, m, d)
             t1 = time.perf_counter()
             secs["sample"] = t1 - t0
-            x, diag = self._correct(x, g, dead)
+            x, diag, failed = self._correct(x, g, dead)
             t0 = time.perf_counter()
             secs["correct"] = t0 - t1
             bx1, bx2 = sums(x)
@@ -294,6 +299,7 @@ class GaussianEnsemble:
                 raise ValueError(pol)
         mean, cov = moments_from_sums(s1, s2, count, self.reg)
         _, bad = cholesky_or_nan(cov)
+        bad |= failed
         newly = bad & ~dead
         st["mean"] = np.where(dead[..., None], st["mean"], mean)
         st["cov"] = np.where(dead[..., None, None], st["cov"], cov)
@@ -303,7 +309,12 @@ class GaussianEnsemble:
         secs["train"] = t1 - t0
         metrics = self.evaluate(st)
         secs["eval"] = time.perf_counter() - t1
-        reason = "singular covariance: the loop has collapsed" if newly.any() else ""
+        reasons = []
+        if (failed & ~dead).any():
+            reasons.append(f"{self.group.correction}: rejection sampling accepted fewer than {m} points")
+        if (newly & ~failed).any():
+            reasons.append("singular covariance: the loop has collapsed")
+        reason = "; ".join(reasons)
         n_syn = count - (n if (self.policy != "replace" or self.group.arm == "baseline") else 0)
         return st, StepResult(g, metrics, diag, newly, reason, secs, prov, n if (self.policy != "replace" or self.group.arm == "baseline") else 0, n_syn)
 
