@@ -51,6 +51,10 @@ def run(
     force: bool = typer.Option(False, "--force", help="Delete an existing run with the same id first."),
     plot: bool = typer.Option(False, "--plot", help="Write the figures when the run ends."),
     quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of progress bars."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes for the generic engine (1 thread each); "
+                                "results do not depend on it."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with real data (e.g. mnist/*.gz) for "
+                                           "tasks that read files; default $SCLOOP_DATA_DIR or ~/.cache/scloop/data."),
 ) -> None:
     """Run an experiment (all arms, lambdas, gammas and seeds) into a run directory."""
     from scloop.core.config import load_spec
@@ -59,10 +63,14 @@ def run(
 
     if seeds is not None and seeds < 1:
         _fail(f"--seeds: got {seeds}; allowed: an integer >= 1")
+    if workers < 1:
+        _fail(f"--workers: got {workers}; allowed: an integer >= 1")
     try:
         spec = load_spec(config, set_, seeds=seeds)
+        if data_dir is not None:
+            spec = _with_data_dir(spec, data_dir)
         summary = run_experiment(spec, out=out, run_id=run_id, resume=resume, force=force,
-                                 quiet=quiet or not sys.stderr.isatty())
+                                 quiet=quiet or not sys.stderr.isatty(), workers=workers)
     except ConfigError as exc:
         _fail(str(exc))
         return
@@ -77,6 +85,22 @@ def run(
     _print_final(summary.path, spec.metrics[0])
     if plot:
         _plot(summary.path)
+
+
+def _with_data_dir(spec, data_dir: str):
+    """Set ``task.data_dir`` for tasks that read files; other tasks ignore ``--data-dir``."""
+    from scloop.core.config import spec_from_dict
+    from scloop.core.registry import TASKS, ConfigError, load_plugins
+
+    load_plugins()
+    if "data_dir" not in TASKS.options(spec.task.name):
+        return spec
+    if not Path(data_dir).expanduser().is_dir():
+        raise ConfigError(f"--data-dir: got {data_dir!r}; allowed: an existing folder")
+    raw = spec.to_dict()
+    task = raw["task"] if isinstance(raw["task"], dict) else {"name": raw["task"]}
+    raw["task"] = {**task, "data_dir": str(Path(data_dir).expanduser().resolve())}
+    return spec_from_dict(raw)
 
 
 def _print_final(path: Path, metric: str) -> None:

@@ -18,9 +18,10 @@ from scloop.core.types import Corrected, CorrectionContext, Data, Evaluation, Pr
 
 load_plugins()
 
-MODEL_NAMES = MODELS.names()
-CORRECTION_NAMES = CORRECTIONS.names()
-METRIC_NAMES = METRICS.names()
+# This suite feeds vector data; image and motion plugins have their own contract files.
+MODEL_NAMES = MODELS.names("vector")
+CORRECTION_NAMES = CORRECTIONS.names("vector")
+METRIC_NAMES = METRICS.names("vector")
 POLICY_NAMES = POLICIES.names()
 GAMMAS = (0.0, 1.0, math.inf)
 

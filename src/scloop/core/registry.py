@@ -35,18 +35,28 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._factories = {}
+        self._domains: dict[str, str] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, *, domain: str = "vector") -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Register ``factory`` under ``name``.  ``domain`` says what data the plugin works on
+        (``vector``: (n, d) arrays; ``image``: (n, C, H, W) arrays in [0, 1]; ``motion``), so that
+        contract tests can feed each plugin data it accepts."""
+
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
                 raise RuntimeError(f"{self.kind} {name!r} registered twice")
             self._factories[name] = factory
+            self._domains[name] = domain
             return factory
 
         return deco
 
-    def names(self) -> list[str]:
-        return sorted(self._factories)
+    def names(self, domain: str | None = None) -> list[str]:
+        return sorted(n for n in self._factories if domain is None or self._domains[n] == domain)
+
+    def domain(self, name: str) -> str:
+        self.get(name)
+        return self._domains[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._factories

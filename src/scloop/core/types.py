@@ -8,6 +8,7 @@ Torch, if used, stays inside a model plugin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Mapping, Protocol, Self, runtime_checkable
 
 import numpy as np
@@ -83,10 +84,26 @@ class GenerativeModel(Protocol):
 @dataclass(frozen=True)
 class CorrectionContext:
     """What a correction may look at: the real training data and, for synthetic tasks, the
-    known target distribution."""
+    known target distribution.  ``cache_dir`` (may be None) is where a correction may keep
+    expensive prepared artefacts (a trained verifier classifier ...) keyed by a content digest;
+    ``device`` is the torch device request (``auto`` | ``cpu`` | ``cuda``)."""
 
     real: Data
     target: Any | None = None
+    cache_dir: Path | None = None
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class MetricContext:
+    """What a metric's optional ``prepare(context)`` may look at, once per run and seed before
+    generation 0: the real training split, the held-out reference, a cache directory for
+    trained feature networks (keyed by a content digest) and the torch device request."""
+
+    real: Data
+    reference: Data | None = None
+    cache_dir: Path | None = None
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -131,6 +148,10 @@ class Metric(Protocol):
     needs_samples: bool
 
     def __call__(self, ev: Evaluation) -> float: ...
+
+
+# A metric may also define ``prepare(context: MetricContext) -> Self``; the runner calls it once
+# per seed before generation 0 (image metrics train or load their feature network there).
 
 
 @dataclass(frozen=True)

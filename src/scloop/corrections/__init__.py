@@ -6,16 +6,21 @@ Every correction has a strength ``gamma`` >= 0 (``.inf`` allowed) and the mixing
 
 from scloop.corrections import histogram as _histogram  # noqa: F401
 from scloop.corrections import identity as _identity  # noqa: F401
+from scloop.corrections import images as _images  # noqa: F401
 from scloop.corrections import oracle as _oracle  # noqa: F401
 from scloop.corrections.base import mixing_weight
 from scloop.corrections.histogram import PaperHistogramCorrection
 from scloop.corrections.identity import NoCorrection
+from scloop.corrections.images import KMeansCorrection, NearestRealCorrection, VerifierCorrection
 from scloop.corrections.oracle import OracleMixtureCorrection, OracleOTCorrection
 
 __all__ = [
+    "KMeansCorrection",
+    "NearestRealCorrection",
     "NoCorrection",
     "OracleMixtureCorrection",
     "OracleOTCorrection",
     "PaperHistogramCorrection",
+    "VerifierCorrection",
     "mixing_weight",
 ]
