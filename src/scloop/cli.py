@@ -232,6 +232,56 @@ def presets() -> None:
         typer.echo(p)
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Real data sets: what is found in a data dir, downloads.")
+app.add_typer(data_app, name="data")
+
+
+def _data_root(data_dir: Optional[str]) -> Path:
+    from scloop.data.paths import default_data_dir
+
+    return Path(data_dir).expanduser() if data_dir else default_data_dir()
+
+
+@data_app.command("info")
+def data_info(data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Data folder (default "
+                                                     "$SCLOOP_DATA_DIR or ~/.cache/scloop/data).")) -> None:
+    """List the data sets found in the data folder and check that they read."""
+    from scloop.data.idx import IDXError
+    from scloop.data.mnist import find_mnist, load_mnist
+
+    root = _data_root(data_dir)
+    typer.echo(f"data dir: {root}")
+    typer.echo("digits: sklearn.datasets.load_digits, 1,797 8x8 images (always available)")
+    found = find_mnist(root)
+    if not found:
+        typer.echo("mnist: not found (scloop data download mnist --data-dir DIR)")
+    for split, (pi, _) in found.items():
+        try:
+            x, _ = load_mnist(root, split)
+            typer.echo(f"mnist {split}: {len(x):,} images, ok ({pi.parent})")
+        except IDXError as exc:
+            _fail(str(exc), code=1)
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="Data set: mnist."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Target folder (files go to DIR/mnist/)."),
+) -> None:
+    """Download a data set into the data folder (needs internet; md5 of the contents checked)."""
+    from scloop.data.idx import IDXError
+    from scloop.data.mnist import download_mnist
+
+    if name != "mnist":
+        _fail(f"data set {name!r}: allowed: mnist (digits ships with scikit-learn)")
+    try:
+        folder = download_mnist(_data_root(data_dir))
+    except IDXError as exc:
+        _fail(str(exc), code=1)
+        return
+    typer.echo(f"mnist in {folder}")
+
+
 def main() -> None:
     app()
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from scloop.core.registry import MODELS, ConfigError
 from scloop.core.types import Data, Degenerate
+from scloop.nets import DEVICES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -48,20 +49,8 @@ SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 SAMPLERS = ("ddpm", "ddim")
 LR_DECAYS = ("linear", "constant")
 FINETUNE_OPTIMIZERS = ("keep", "reset")
-DEVICES = ("auto", "cpu", "cuda")
 # "auto" picks the MLP up to this many pixels per image (8x8 digits), the UNet above (MNIST).
 MLP_MAX_PIXELS = 256
-
-
-def _resolve_device(name: str) -> "torch.device":
-    """``auto`` -> cuda if available else cpu (private copy of ``scloop.nets.resolve_device``)."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("model.device: got 'cuda' but torch sees no CUDA device; allowed: auto, cpu")
-    return torch.device(name)
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -144,7 +133,9 @@ class DDPMModel:
     # ------------------------------------------------------------------ pieces
 
     def _device(self) -> "torch.device":
-        return _resolve_device(self.device)
+        from scloop.nets import resolve_device
+
+        return resolve_device(self.device)
 
     def _kind(self, shape: tuple[int, int, int]) -> str:
         if self.denoiser != "auto":

@@ -1,5 +1,5 @@
-"""Figures of one run directory: metric vs generation for every metric, and the theory
-overlay for the Gaussian mean error under the ``augment`` policy."""
+"""Figures of one run directory: metric vs generation for every metric, the theory overlay
+for the Gaussian mean error under the ``augment`` policy, and image grids for image tasks."""
 
 from __future__ import annotations
 
@@ -36,4 +36,9 @@ def plot_run(run_dir: Path) -> list[Path]:
             return predicted_mean_error(e0, lam, gamma, n_generations)
 
         paths += theory_overlay(df[df.metric == "mean_error"], fig_dir / "mean_error_theory", predicted=predicted)
+    if (run_dir / "samples").is_dir():
+        from scloop.report.images import grid_evolution, write_grids
+
+        write_grids(run_dir)  # one PNG per generation per unit of seed 0 (figures/grids/...)
+        paths += grid_evolution(run_dir)
     return paths

@@ -1,0 +1,47 @@
+"""Image tasks: deterministic splits, n_real limits, data-dir errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scloop.core.registry import TASKS, ConfigError, load_plugins
+
+load_plugins()
+
+
+def test_digits_split_is_fixed_and_disjoint():
+    a, b = TASKS.create("digits"), TASKS.create("digits")
+    ra, rb = a.real_data(1200, np.random.default_rng(1)), b.real_data(1200, np.random.default_rng(2))
+    assert np.array_equal(ra.x, rb.x) and np.array_equal(ra.y, rb.y)  # same for every seed
+    ref = a.reference()
+    assert len(ra) == 1200 and len(ref) == 597 and ra.x.shape[1:] == (1, 8, 8)
+    flat = {r.tobytes() for r in ra.x}
+    assert sum(r.tobytes() in flat for r in ref.x) < 10  # load_digits has a few exact duplicates
+    assert set(np.unique(ra.x * 16)) <= set(range(17))
+
+
+def test_n_real_beyond_data_is_an_error_unless_capped():
+    t = TASKS.create("digits")
+    with pytest.raises(ConfigError, match="n_real.*1300.*1200 images"):
+        t.real_data(1300)
+    assert len(TASKS.create("digits", cap_n_real=True).real_data(5000)) == 1200
+
+
+def test_mnist_from_test_set_only(shared_data):
+    t = TASKS.create("mnist", data_dir=str(shared_data))
+    real, ref = t.real_data(8000), t.reference()
+    assert real.x.shape == (8000, 1, 28, 28) and len(ref) == 2000
+    assert t.real_data(100).y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # file order
+    assert t.levels == 256 and t.image_shape == (1, 28, 28)
+
+
+def test_mnist_missing_data_dir(tmp_path):
+    with pytest.raises(ConfigError, match=r"task.data_dir: .*t10k-images.*not found"):
+        TASKS.create("mnist", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("bad", [{"n_holdout": 5}, {"n_holdout": 1797}, {"n_eval": 3}])
+def test_bad_options(bad):
+    with pytest.raises(ConfigError):
+        TASKS.create("digits", **bad)
