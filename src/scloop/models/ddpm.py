@@ -31,6 +31,7 @@ works in [-1, 1] (``2 x - 1``).  Torch and diffusers are imported inside methods
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from typing import TYPE_CHECKING, Any, Mapping, Self, Sequence
@@ -171,24 +172,7 @@ class DDPMModel:
 
         return torch.optim.Adam(self.net_.parameters(), lr=lr)
 
-    def _train_scheduler(self) -> Any:
-        from diffusers import DDPMScheduler
-
-        return DDPMScheduler(
-            num_train_timesteps=self.timesteps,
-            beta_start=self.beta_start,
-            beta_end=self.beta_end,
-            beta_schedule=SCHEDULES[self.schedule],
-            clip_sample=self.clip_sample,
-            clip_sample_range=1.0,
-            prediction_type="epsilon",
-            variance_type="fixed_small",
-        )
-
-    def _sample_scheduler(self) -> Any:
-        from diffusers import DDIMScheduler, DDPMScheduler
-
-        cls = DDPMScheduler if self.sampler == "ddpm" else DDIMScheduler
+    def _scheduler(self, cls: Any, **extra: Any) -> Any:
         return cls(
             num_train_timesteps=self.timesteps,
             beta_start=self.beta_start,
@@ -197,7 +181,19 @@ class DDPMModel:
             clip_sample=self.clip_sample,
             clip_sample_range=1.0,
             prediction_type="epsilon",
+            **extra,
         )
+
+    def _train_scheduler(self) -> Any:
+        from diffusers import DDPMScheduler
+
+        return self._scheduler(DDPMScheduler, variance_type="fixed_small")
+
+    def _sample_scheduler(self) -> Any:
+        """Ancestral DDPM (variance "fixed_small", diffusers' default) or DDIM."""
+        from diffusers import DDIMScheduler, DDPMScheduler
+
+        return self._scheduler(DDPMScheduler if self.sampler == "ddpm" else DDIMScheduler)
 
     def _tensors(self, data: Data, who: str) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Data in [0, 1] -> (x0 in [-1, 1] (n, C, H, W) float32, labels (n,) int64) on device."""
@@ -480,50 +476,37 @@ def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
         raise ConfigError(f"model.{name}: got {value!r}; allowed: {', '.join(allowed)}")
 
 
-@MODELS.register("ddpm", domain="image")
-def make_ddpm(
-    *,
-    denoiser: str = "auto",
-    n_classes: int = 10,
-    timesteps: int = 200,
-    schedule: str = "cosine",
-    beta_start: float = 1e-4,
-    beta_end: float = 0.02,
-    p_uncond: float = 0.1,
-    guidance: float = 0.5,
-    clip_sample: bool = True,
-    width: int = 256,
-    blocks: int = 3,
-    channels: Sequence[int] = (32, 64, 64),
-    layers_per_block: int = 1,
-    attention: bool = True,
-    epochs: int = 20,
-    steps: int | None = None,
-    batch_size: int = 256,
-    lr: float = 1e-4,
-    lr_decay: str = "linear",
-    finetune_epochs: int = 1,
-    finetune_steps: int | None = None,
-    finetune_lr: float | None = None,
-    lr_divisor: float = 20.0,
-    finetune_optimizer: str = "keep",
-    sampler: str = "ddpm",
-    sample_steps: int | None = None,
-    sample_batch: int = 512,
-    quantize: int | None = None,
-    device: str = "auto",
-) -> DDPMModel:
-    """Class-conditional DDPM (PAPER_NOTES §3.2).
-
-    Network: ``denoiser`` auto (MLP for <= 256 pixels, else UNet) | mlp (``width``, ``blocks``) |
-    unet (``channels`` per level, ``layers_per_block``, ``attention``).  Diffusion: ``timesteps``,
-    ``schedule`` linear (``beta_start`` -> ``beta_end``) | cosine, ``p_uncond``, ``guidance`` w,
-    ``clip_sample``.  Generation 0: ``steps`` (wins) or ``epochs``, ``batch_size``, ``lr``,
-    ``lr_decay``.  Fine-tuning: ``finetune_steps`` (wins) or ``finetune_epochs``, ``finetune_lr``
-    (None -> lr / (lr_divisor * epochs)), ``finetune_optimizer`` keep | reset.  Sampling:
-    ``sampler`` ddpm | ddim, ``sample_steps`` (None -> timesteps for ddpm, 50 for ddim),
-    ``sample_batch``, ``quantize`` (None or number of grey levels).
-    """
+def _validated(o: dict[str, Any]) -> dict[str, Any]:
+    """Check every option (ConfigError naming ``model.<option>``) and coerce numbers."""
+    denoiser = o['denoiser']
+    n_classes = o['n_classes']
+    timesteps = o['timesteps']
+    schedule = o['schedule']
+    beta_start = o['beta_start']
+    beta_end = o['beta_end']
+    p_uncond = o['p_uncond']
+    guidance = o['guidance']
+    clip_sample = o['clip_sample']
+    width = o['width']
+    blocks = o['blocks']
+    channels = o['channels']
+    layers_per_block = o['layers_per_block']
+    attention = o['attention']
+    epochs = o['epochs']
+    steps = o['steps']
+    batch_size = o['batch_size']
+    lr = o['lr']
+    lr_decay = o['lr_decay']
+    finetune_epochs = o['finetune_epochs']
+    finetune_steps = o['finetune_steps']
+    finetune_lr = o['finetune_lr']
+    lr_divisor = o['lr_divisor']
+    finetune_optimizer = o['finetune_optimizer']
+    sampler = o['sampler']
+    sample_steps = o['sample_steps']
+    sample_batch = o['sample_batch']
+    quantize = o['quantize']
+    device = o['device']
     _choice("denoiser", denoiser, DENOISERS)
     _int("n_classes", n_classes, 1)
     _int("timesteps", timesteps, 2)
@@ -563,34 +546,36 @@ def make_ddpm(
     _int("sample_batch", sample_batch, 1)
     _int("quantize", quantize, 2, optional=True)
     _choice("device", device, DEVICES)
-    return DDPMModel(
-        denoiser=denoiser,
-        n_classes=int(n_classes),
-        timesteps=int(timesteps),
-        schedule=schedule,
-        beta_start=float(beta_start),
-        beta_end=float(beta_end),
-        p_uncond=float(p_uncond),
-        guidance=float(guidance),
-        clip_sample=clip_sample,
-        width=int(width),
-        blocks=int(blocks),
-        channels=tuple(int(c) for c in channels),
-        layers_per_block=int(layers_per_block),
-        attention=attention,
-        epochs=int(epochs),
-        steps=None if steps is None else int(steps),
-        batch_size=int(batch_size),
-        lr=float(lr),
-        lr_decay=lr_decay,
-        finetune_epochs=int(finetune_epochs),
-        finetune_steps=None if finetune_steps is None else int(finetune_steps),
-        finetune_lr=None if finetune_lr is None else float(finetune_lr),
-        lr_divisor=float(lr_divisor),
-        finetune_optimizer=finetune_optimizer,
-        sampler=sampler,
-        sample_steps=None if sample_steps is None else int(sample_steps),
-        sample_batch=int(sample_batch),
-        quantize=None if quantize is None else int(quantize),
-        device=device,
-    )
+    o = dict(o)
+    for k in ("n_classes", "timesteps", "width", "blocks", "layers_per_block", "epochs", "batch_size",
+              "finetune_epochs", "sample_batch"):
+        o[k] = int(o[k])
+    for k in ("steps", "finetune_steps", "sample_steps", "quantize"):
+        o[k] = None if o[k] is None else int(o[k])
+    for k in ("beta_start", "beta_end", "p_uncond", "guidance", "lr", "lr_divisor"):
+        o[k] = float(o[k])
+    o["finetune_lr"] = None if o["finetune_lr"] is None else float(o["finetune_lr"])
+    o["channels"] = tuple(int(c) for c in o["channels"])
+    return o
+
+
+@MODELS.register("ddpm", domain="image")
+def make_ddpm(**options: Any) -> DDPMModel:
+    """Class-conditional DDPM (PAPER_NOTES §3.2).
+
+    Network: ``denoiser`` auto (MLP for <= 256 pixels, else UNet) | mlp (``width``, ``blocks``) |
+    unet (``channels`` per level, ``layers_per_block``, ``attention``).  Diffusion: ``timesteps``,
+    ``schedule`` linear (``beta_start`` -> ``beta_end``) | cosine, ``p_uncond``, ``guidance`` w,
+    ``clip_sample``.  Generation 0: ``steps`` (wins) or ``epochs``, ``batch_size``, ``lr``,
+    ``lr_decay``.  Fine-tuning: ``finetune_steps`` (wins) or ``finetune_epochs``, ``finetune_lr``
+    (None -> lr / (lr_divisor * epochs)), ``finetune_optimizer`` keep | reset.  Sampling:
+    ``sampler`` ddpm | ddim, ``sample_steps`` (None -> timesteps for ddpm, 50 for ddim),
+    ``sample_batch``, ``quantize`` (None or number of grey levels).
+    """
+    defaults = {k: p.default for k, p in inspect.signature(DDPMModel).parameters.items()}
+    return DDPMModel(**_validated({**defaults, **options}))
+
+
+# the registry reads the accepted options (and their defaults) from the signature: they are
+# DDPMModel's keyword arguments, listed once
+make_ddpm.__signature__ = inspect.signature(DDPMModel).replace(return_annotation="DDPMModel")  # type: ignore[attr-defined]
