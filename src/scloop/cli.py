@@ -51,8 +51,8 @@ def run(
     force: bool = typer.Option(False, "--force", help="Delete an existing run with the same id first."),
     plot: bool = typer.Option(False, "--plot", help="Write the figures when the run ends."),
     quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of progress bars."),
-    workers: int = typer.Option(1, "--workers", help="Worker processes for the generic engine (1 thread each); "
-                                "results do not depend on it."),
+    workers: int = typer.Option(0, "--workers", help="Worker processes for the generic engine, 1 thread each "
+                                "(0 = one per CPU core); results do not depend on it."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with real data (e.g. mnist/*.gz) for "
                                            "tasks that read files; default $SCLOOP_DATA_DIR or ~/.cache/scloop/data."),
 ) -> None:
@@ -63,8 +63,8 @@ def run(
 
     if seeds is not None and seeds < 1:
         _fail(f"--seeds: got {seeds}; allowed: an integer >= 1")
-    if workers < 1:
-        _fail(f"--workers: got {workers}; allowed: an integer >= 1")
+    if workers < 0:
+        _fail(f"--workers: got {workers}; allowed: an integer >= 0 (0 = one per CPU core)")
     try:
         spec = load_spec(config, set_, seeds=seeds)
         if data_dir is not None:

@@ -9,6 +9,7 @@ checkpoint hooks, and handles ``resume``.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,9 +154,12 @@ def run_experiment(spec: ExperimentSpec, *, out: Path | str = "runs", run_id: st
                    resume: bool = False, force: bool = False, quiet: bool = True,
                    workers: int = 1) -> RunSummary:
     """Run (or resume) ``spec`` into ``out/<run_id>``.  ``workers`` > 1 runs the units of the
-    generic engine in that many processes (same numbers as ``workers=1``)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"--workers: got {workers!r}; allowed: an integer >= 1")
+    generic engine in that many processes (same numbers as ``workers=1``); 0 means one per CPU
+    core.  The vectorised engine is one process."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"--workers: got {workers!r}; allowed: an integer >= 0 (0 = one per CPU core)")
+    if workers == 0:
+        workers = os.cpu_count() or 1
     validate(spec)
     engine = choose_engine(spec)
     run_id = run_id or default_run_id(spec)
@@ -560,8 +564,6 @@ def _run_generic(spec: ExperimentSpec, store: RunStore, units: list[Unit], resum
 def _init_worker() -> None:
     """One BLAS/OpenMP/torch thread per worker: two workers on two cores with two threads each
     oversubscribe the machine (measured up to 30x slower)."""
-    import os
-
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     from threadpoolctl import threadpool_limits
@@ -601,8 +603,15 @@ def _worker_unit(run_dir: str, unit: int, resume: bool) -> None:
         _WORKER_CACHE[run_dir] = _SeedCache(spec, store)
     cache = _WORKER_CACHE[run_dir]
     u = next(x for x in cache.store.units() if x.unit == unit)
-    _run_unit(cache.spec, cache.store, u, cache.context(u.seed), lambda: cache.generation0(u.seed), resume,
-              lambda k: None)
+    parent = os.getppid()
+
+    def on_step(k: int) -> None:
+        # A killed parent (kill -9, a closed terminal) must not leave workers computing: stop at
+        # the next generation boundary; --resume recomputes from the last checkpoint.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    _run_unit(cache.spec, cache.store, u, cache.context(u.seed), lambda: cache.generation0(u.seed), resume, on_step)
 
 
 def _run_parallel(spec: ExperimentSpec, store: RunStore, todo: list[Unit], resume: bool, workers: int,

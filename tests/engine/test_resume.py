@@ -18,7 +18,7 @@ from scloop.store import RunStore
 
 def _cmd(out: Path, engine: str, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "scloop", "run", "gaussian-paper", "--quiet", "--out", str(out),
-            "--run-id", "r", "--set", f"engine={engine}", *extra]
+            "--run-id", "r", "--workers", "1", "--set", f"engine={engine}", *extra]
 
 
 def _n_records(db: Path) -> int:
