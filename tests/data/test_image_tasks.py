@@ -45,3 +45,21 @@ def test_mnist_missing_data_dir(tmp_path):
 def test_bad_options(bad):
     with pytest.raises(ConfigError):
         TASKS.create("digits", **bad)
+
+
+def test_cli_data_info(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from scloop.cli import app
+
+    r = CliRunner().invoke(app, ["data", "info", "--data-dir", str(shared_data)])
+    assert r.exit_code == 0 and "mnist test: 10,000 images, ok" in r.output
+    (tmp_path / "mnist").mkdir()
+    src = shared_data / "mnist"
+    blob = (src / "t10k-images-idx3-ubyte.gz").read_bytes()
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 2])
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes((src / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    r = CliRunner().invoke(app, ["data", "info", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "t10k-images-idx3-ubyte.gz" in r.output
+    r = CliRunner().invoke(app, ["data", "download", "cifar"])
+    assert r.exit_code == 2 and "allowed: mnist" in r.output
