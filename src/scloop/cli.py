@@ -282,6 +282,109 @@ def data_download(
     typer.echo(f"mnist in {folder}")
 
 
+motion_app = typer.Typer(no_args_is_help=True, help="Human motion: correction checks, animations.")
+app.add_typer(motion_app, name="motion")
+
+
+@motion_app.command("check-correction")
+def motion_check_correction(
+    data_dir: str = typer.Option(..., "--data-dir", help="Folder holding mocap/bandai-namco (or that folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    n_clips: int = typer.Option(20, "--n-clips", help="Clean clips (style normal, one per action)."),
+    max_frames: int = typer.Option(150, "--max-frames", help="Cut each clip to this many frames."),
+    harness: float = typer.Option(1.0, "--harness", help="Physics harness budget (correction strength)."),
+    processes: int = typer.Option(1, "--processes", help="Worker processes for the simulation."),
+    only: List[str] = typer.Option([], "--correction", help="physics, kinematic, physics+kinematic (default all)."),
+) -> None:
+    """Track clean clips and corrupted copies (floating, penetration, sliding, jitter) through each
+    motion correction and report tracking error, harness load, falls and violation ratios."""
+    import json
+
+    from scloop.motion.check import chain, check_corrections, clean_clips, kinematic_fix, physics_fix
+
+    if n_clips < 1 or max_frames < 10 or processes < 1 or harness < 0:
+        _fail("--n-clips >= 1, --max-frames >= 10, --processes >= 1 and --harness >= 0 are required")
+    fixes = {"physics": physics_fix(harness, processes), "kinematic": kinematic_fix,
+             "physics+kinematic": chain(physics_fix(harness, processes), kinematic_fix)}
+    unknown = sorted(set(only) - set(fixes))
+    if unknown:
+        _fail(f"--correction: got {unknown}; allowed: {', '.join(fixes)}")
+    try:
+        clips = clean_clips(data_dir, n_clips=n_clips, max_frames=max_frames)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"--data-dir: {exc}")
+        return
+    report = check_corrections(clips, {k: v for k, v in fixes.items() if not only or k in only})
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in report["corrections"].items()} | {"_clips": {
+            "n": report["n_clips"], "seconds_of_motion": report["seconds_of_motion"],
+            "actions": report["clip_actions"]}}))
+        return
+    for name, e in report["corrections"].items():
+        typer.echo(f"{name}: tracking {e['tracking_error_cm']:.2f} cm"
+                   + (f", harness load {e['harness_load']:.2f}, falls {e['falls']}" if "harness_load" in e else ""))
+        for k, v in e["violation_ratio_after_over_before"].items():
+            typer.echo(f"  {k:<12} after/before {v:.3f}   error to clean {e['error_to_clean_cm'][k]:.2f} cm")
+        typer.echo("  clean clips, output/input: " + ", ".join(f"{m} {v:.2f}" for m, v in e["clean_metric_ratio"].items()))
+
+
+@motion_app.command("animate")
+def motion_animate(
+    clip_file: str = typer.Argument(..., help="A BVH file or a DeepMimic JSON file."),
+    out: str = typer.Option("motion.gif", "--out", help="Output .gif (or .mp4 with an ffmpeg backend)."),
+    correct: Optional[str] = typer.Option(None, "--correct", help="Also show the clip after this correction "
+                                          "side by side: physics, kinematic or physics+kinematic."),
+    harness: float = typer.Option(1.0, "--harness", help="Physics harness budget."),
+    max_frames: int = typer.Option(300, "--max-frames", help="Cut the clip to this many frames."),
+    stride: int = typer.Option(2, "--stride", help="Draw every n-th frame."),
+) -> None:
+    """Stick-figure animation of a clip, optionally before/after a correction."""
+    from dataclasses import replace
+
+    from scloop.motion.animate import render_frames, write_animation
+
+    path = Path(clip_file)
+    if not path.is_file():
+        _fail(f"CLIP_FILE: {clip_file!r} is not a file")
+    if stride < 1 or max_frames < 2:
+        _fail("--stride >= 1 and --max-frames >= 2 are required")
+    if correct not in (None, "physics", "kinematic", "physics+kinematic"):
+        _fail(f"--correct: got {correct!r}; allowed: physics, kinematic, physics+kinematic")
+    try:
+        if path.suffix.lower() == ".bvh":
+            from scloop.motion.bvh import read_bvh
+
+            clip = read_bvh(path)
+        else:
+            from scloop.motion.deepmimic import read_deepmimic
+
+            clip = read_deepmimic(path)
+    except ValueError as exc:
+        _fail(str(exc), code=1)
+        return
+    clip = replace(clip, rotations=clip.rotations[:max_frames], translations=clip.translations[:max_frames])
+    clips, titles = [clip], ["input"]
+    if correct:
+        from scloop.motion.check import chain, kinematic_fix, physics_fix
+        from scloop.motion.metrics import estimate_clearance
+
+        fix = {"physics": physics_fix(harness), "kinematic": kinematic_fix,
+               "physics+kinematic": chain(physics_fix(harness), kinematic_fix)}[correct]
+        fixed, _ = fix([clip], estimate_clearance([clip], clip.skeleton.foot_joints()))
+        clips.append(fixed[0])
+        titles.append(correct)
+    from scloop.motion.metrics import estimate_clearance
+
+    frames = render_frames(clips, titles, stride=stride,
+                           clearance=estimate_clearance([clip], clip.skeleton.foot_joints()))
+    try:
+        p = write_animation(out, frames, clip.fps / stride)
+    except (ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"wrote {p} ({len(frames)} frames)")
+
+
 def main() -> None:
     app()
 
