@@ -138,3 +138,13 @@ def test_cli_animate_before_after(shared_data, tmp_path):
     assert frames.shape[0] == 4 and frames.shape[2] > frames.shape[1]  # two panels side by side
     bad = CliRunner().invoke(app, ["motion", "animate", str(f), "--out", str(tmp_path / "a.avi")])
     assert bad.exit_code == 2 and ".gif" in bad.output and not (tmp_path / "a.avi").exists()
+
+
+def test_physics_repairs_floating_penetration_jitter_on_real_clips(real_clips):
+    from scloop.motion.check import check_corrections, physics_fix
+
+    rep = check_corrections(real_clips, {"physics": physics_fix(1.0)})["corrections"]["physics"]
+    assert rep["tracking_error_cm"] < 3 and rep["falls"] == 0 and rep["falls_on_corrupted"] == 0
+    r = rep["violation_ratio_after_over_before"]
+    assert r["floating"] <= 0.2 and r["penetration"] <= 0.2 and r["jitter"] <= 0.2
+    assert 0 < rep["harness_load"] < 1

@@ -1,0 +1,392 @@
+"""Physics self-correction of a clip by harnessed PD tracking in MuJoCo (PAPER_NOTES §3.3; the
+paper uses UHC, here a simpler tracker whose behaviour is measured in PHYSICS_PROBE.md).
+
+Per clip:
+
+1. Reference: pelvis world pose (x_ref, R_ref) from FK, hinge angles ``q_ref`` = ZXY Euler angles
+   of ``Q_j^T R_local[t, j]`` unwrapped in time, ``Q_j`` the chordal mean of the clip's local
+   rotations of joint j (the model's neutral, see :mod:`.mjcf`), velocities by central differences.
+2. Model: :func:`~scloop.motion.physics.mjcf.build_mjcf` with that neutral, the clip's sole
+   orientation (mean "down" direction in each ankle frame over the clip's stance frames) and hinge
+   ranges = the reference range widened by 0.3 rad and at least +-2.1 rad.  Compiled models are
+   cached per process by the MJCF text (compiling costs ~2 ms).
+3. Control, per substep (dt = 1/(fps * n_sub), n_sub = round(1 / (fps * timestep))): position
+   actuators with target ``q_ref + (kv/kp) q_dot_ref`` (reference-velocity feed-forward) at the end
+   of the substep, linearly interpolated between frames; harness = six position actuators pulling
+   the pelvis site towards mocap sites at the reference pelvis pose with feed-forward
+   ``(kv/kp) v_ref`` (so the harness damps the velocity *error*, not the absolute velocity; probe
+   pitfall 5); force caps ``harness * m g`` horizontally per axis, ``harness * vertical_cap * m g``
+   vertically, torque ``harness * m g * 1 m`` per axis.
+4. Start from the reference first frame and velocities; record every frame; on a fall (pelvis
+   below ``fall_ratio`` x reference pelvis height for more than ``fall_seconds``, or the head below
+   the pelvis) restart from the reference state at that frame and count it.
+5. Output clip: local rotations from the simulated hinge angles, pelvis local rotation and
+   translation from the simulated free joint (merged root joints keep their reference values, as
+   do non-pelvis translations).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from scloop.motion.physics.mjcf import EULER_ORDER, HARNESS, G, build_mjcf, layout
+from scloop.motion.skeleton import Clip, Skeleton, fk
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """``clip``: simulated motion (same skeleton, frames, fps); ``falls``: restarts;
+    ``harness_load``: mean over frames of |harness force| / (m g); ``tracking_error_cm``: mean
+    per-joint world position error output vs input (cm); ``sim_seconds``: simulated motion time;
+    ``wall_seconds``: wall time of this call (model build included)."""
+
+    clip: Clip
+    falls: int
+    harness_load: float
+    tracking_error_cm: float
+    sim_seconds: float
+    wall_seconds: float
+
+
+_MODEL_CACHE: "OrderedDict[str, object]" = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def skeleton_digest(skeleton: Skeleton) -> str:
+    h = hashlib.sha256()
+    h.update("\0".join(skeleton.names).encode())
+    h.update(np.asarray(skeleton.parents, dtype=np.int64).tobytes())
+    h.update(np.round(np.asarray(skeleton.offsets, dtype=float), 9).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _model(xml: str):
+    import mujoco
+
+    key = hashlib.sha256(xml.encode()).hexdigest()
+    m = _MODEL_CACHE.get(key)
+    if m is None:
+        m = mujoco.MjModel.from_xml_string(xml)
+        _MODEL_CACHE[key] = m
+        if len(_MODEL_CACHE) > _CACHE_SIZE:
+            _MODEL_CACHE.popitem(last=False)
+    else:
+        _MODEL_CACHE.move_to_end(key)
+    return m
+
+
+def chordal_mean(R: np.ndarray) -> np.ndarray:
+    """(T, ..., 3, 3) -> (..., 3, 3): the rotation closest (Frobenius) to the mean matrix."""
+    U, _, Vt = np.linalg.svd(R.mean(axis=0))
+    D = np.ones(U.shape[:-1])
+    D[..., -1] = np.sign(np.linalg.det(U @ Vt))
+    return (U * D[..., None, :]) @ Vt
+
+
+def _quat_wxyz(R: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    q = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat()  # x y z w
+    q = q[:, [3, 0, 1, 2]]
+    for i in range(1, len(q)):  # sign continuity for interpolation
+        if np.dot(q[i], q[i - 1]) < 0:
+            q[i] = -q[i]
+    return q
+
+
+def _body_angvel(R: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 3, 3) world rotations -> (T, 3) angular velocity in the body frame (rad/s),
+    ``log(R_{t-1}^T R_{t+1}) / (2 / fps)`` (one-sided at the ends)."""
+    from scipy.spatial.transform import Rotation
+
+    T = len(R)
+    if T < 2:
+        return np.zeros((T, 3))
+    a = np.r_[0, np.arange(T - 1)]
+    b = np.r_[np.arange(1, T), T - 1]
+    rel = np.einsum("tba,tbc->tac", R[a], R[b])
+    return Rotation.from_matrix(rel).as_rotvec() * fps / (b - a)[:, None]
+
+
+def _foot_down(clip: Clip, X: np.ndarray, Gw: np.ndarray, ankle: int, toe: int) -> np.ndarray:
+    """Mean world-down direction in the ankle frame over stance frames: frames where both ankle
+    and toe joint are within 2 cm of their clip minimum height (relative, so a clip shifted up or
+    down gives the same sole)."""
+    za, zt = X[:, ankle, 2], X[:, toe, 2]
+    sel = (za < za.min() + 0.02) & (zt < zt.min() + 0.02)
+    if sel.sum() < 1:
+        sel = za <= za.min()
+    down = -Gw[sel, ankle, 2, :]  # rows of G^T e_z -> G[:, 2, :] is e_z in the ankle frame
+    d = down.mean(axis=0)
+    return d / np.linalg.norm(d)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    xml: str
+    q: np.ndarray  # (T, H) hinge angles
+    qd: np.ndarray
+    root_pos: np.ndarray  # (T, 3)
+    root_quat: np.ndarray  # (T, 4) wxyz
+    root_v: np.ndarray  # (T, 3) world
+    root_w: np.ndarray  # (T, 3) body frame
+    X: np.ndarray
+    Gw: np.ndarray
+    neutral: np.ndarray
+    locked: np.ndarray  # (J, 3)
+
+
+def _prepare(clip: Clip, mass_kg: float, model_kwargs: dict, lock_tol: float = 0.035) -> _Prepared:
+    from scipy.spatial.transform import Rotation
+
+    sk = clip.skeleton
+    lay = layout(sk)
+    T, J = clip.n_frames, sk.n_joints
+    X, Gw = fk(sk.parents, clip.rotations, clip.translations)
+    Q = np.broadcast_to(np.eye(3), (J, 3, 3)).copy()
+    H = list(lay.hinged)
+    Q[H] = chordal_mean(clip.rotations[:, H])
+    E = np.einsum("jba,tjbc->tjac", Q[H], clip.rotations[:, H])
+    ang = Rotation.from_matrix(E.reshape(-1, 3, 3)).as_euler(EULER_ORDER).reshape(T, len(H), 3)
+    ang = np.unwrap(ang, axis=0)
+    locked = np.zeros((J, 3), bool)
+    locked[H] = np.ptp(ang, axis=0) < lock_tol
+    ranges = np.tile([-2.1, 2.1], (J, 3, 1))
+    ranges[H, :, 0] = np.minimum(ang.min(axis=0) - 0.3, -2.1)
+    ranges[H, :, 1] = np.maximum(ang.max(axis=0) + 0.3, 2.1)
+    down = {}
+    parents = np.asarray(sk.parents)
+    for t in lay.toes:
+        a = int(parents[t])
+        down[a] = _foot_down(clip, X, Gw, a, t)
+    # quantise so that near-identical clips share a compiled model; keeps the MJCF text short
+    Qq = np.round(Q, 4)
+    Qq = chordal_mean(Qq[None])  # re-orthonormalise
+    down = {a: np.round(v, 3) / np.linalg.norm(np.round(v, 3)) for a, v in down.items()}
+    xml = build_mjcf(sk, mass_kg=mass_kg, neutral=Qq, foot_down=down, ranges=np.round(ranges, 2),
+                     locked=locked, **model_kwargs)
+    if not np.allclose(Qq[H], Q[H], atol=1e-3):
+        raise AssertionError("neutral quantisation failed")  # pragma: no cover
+    E = np.einsum("jba,tjbc->tjac", Qq[H], clip.rotations[:, H])
+    ang = np.unwrap(Rotation.from_matrix(E.reshape(-1, 3, 3)).as_euler(EULER_ORDER).reshape(T, len(H), 3), axis=0)
+    ang[:, locked[H]] = 0.0
+    q = ang.reshape(T, -1)
+    fps = clip.fps
+    qd = np.gradient(q, axis=0) * fps if T > 1 else np.zeros_like(q)
+    p = lay.pelvis
+    rp = X[:, p]
+    rv = np.gradient(rp, axis=0) * fps if T > 1 else np.zeros_like(rp)
+    return _Prepared(xml, q, qd, rp, _quat_wxyz(Gw[:, p]), rv, _body_angvel(Gw[:, p], fps), X, Gw, Qq, locked)
+
+
+def _interp(a: np.ndarray, n_sub: int) -> np.ndarray:
+    """(T, ...) per frame -> ((T-1) n_sub, ...) values at the end of each substep."""
+    T = len(a)
+    s = (np.arange(1, (T - 1) * n_sub + 1)) / n_sub  # frame time of each substep end
+    i0 = np.minimum(np.floor(s).astype(int), T - 2)
+    f = (s - i0).reshape(-1, *([1] * (a.ndim - 1)))
+    return a[i0] * (1 - f) + a[i0 + 1] * f
+
+
+def _frame_average(sub: np.ndarray, n_sub: int, T: int, restarted: np.ndarray) -> np.ndarray:
+    """(S, nq) substep states -> (T, nq): frame i averages substeps i n_sub - h .. i n_sub + h
+    (h = n_sub // 2, clipped to the record; frames at a restart keep their reset state).  The
+    free joint's quaternion (qpos[3:7]) is averaged and renormalised (signs aligned first)."""
+    h = n_sub // 2
+    out = np.empty((T, sub.shape[1]))
+    for i in range(T):
+        if restarted[i] or h == 0:
+            out[i] = sub[i * n_sub]
+            continue
+        w = sub[max(i * n_sub - h, 0): min(i * n_sub + h, len(sub) - 1) + 1].copy()
+        q = w[:, 3:7]
+        q[np.einsum("ij,j->i", q, q[len(q) // 2]) < 0] *= -1
+        out[i] = w.mean(axis=0)
+        out[i, 3:7] /= np.linalg.norm(out[i, 3:7])
+    return out
+
+
+def track(clip: Clip, *, harness: float = 1.0, mass_kg: float = 65.0, vertical_cap: float = 0.5,
+          torque_cap: float = 1.0, timestep: float = 1.0 / 240.0, velocity_ff: float = 1.0,
+          fall_ratio: float = 0.5, fall_seconds: float = 0.2, lock_tol: float = 0.035, model_kwargs: dict | None = None) -> TrackResult:
+    """Physically corrected copy of ``clip`` (module docstring).  ``harness`` >= 0 is the
+    correction strength in body weights (0 = pure physics).  ``velocity_ff`` scales the
+    reference-velocity feed-forward (1 = full, 0 = off; lower it for jittery input).  Hinge axes
+    whose reference angle spans less than ``lock_tol`` rad over the clip are left out of the model
+    (held at the neutral; saves stepping time)."""
+    import mujoco
+    from scipy.spatial.transform import Rotation
+
+    t0 = time.perf_counter()
+    if not np.isfinite(harness) or harness < 0:
+        raise ValueError(f"track: harness={harness!r}; must be a finite number >= 0")
+    if clip.n_frames < 2:
+        raise ValueError(f"track: clip {clip.name!r} has {clip.n_frames} frame(s); need >= 2")
+    if not (np.isfinite(clip.rotations).all() and np.isfinite(clip.translations).all()):
+        raise ValueError(f"track: clip {clip.name!r} has non-finite rotations or translations")
+    sk = clip.skeleton
+    lay = layout(sk)
+    T, fps = clip.n_frames, float(clip.fps)
+    n_sub = max(1, int(round(1.0 / (fps * timestep))))
+    kw = dict(model_kwargs or {})
+    kw["timestep"] = 1.0 / (fps * n_sub)
+    prep = _prepare(clip, mass_kg, kw, lock_tol)
+    m = _model(prep.xml)
+    d = mujoco.MjData(m)
+    H = list(lay.hinged)
+    # hinge qpos/dof addresses, in the order of prep.q
+    free = ~prep.locked[H].reshape(-1)  # unlocked axes, in the order of prep.q's columns
+    axes = [(k, ax) for k in H for ax in "zxy"]
+    axes = [a for a, f in zip(axes, free) if f]
+    jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, f"{lay.body[k]}_{ax}") for k, ax in axes]
+    qadr = m.jnt_qposadr[jids]
+    vadr = m.jnt_dofadr[jids]
+    aids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, f"a_{lay.body[k]}_{ax}") for k, ax in axes]
+    q_ref, qd_ref = prep.q[:, free], prep.qd[:, free]
+    hids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in HARNESS]
+    if min(aids + hids) < 0 or sorted(aids + hids) != list(range(m.nu)):
+        raise AssertionError("actuator layout")  # pragma: no cover
+    W = mass_kg * G
+    caps = harness * W * np.array([1.0, 1.0, vertical_cap, torque_cap, torque_cap, torque_cap])
+    m.actuator_forcerange[hids, 0] = -caps
+    m.actuator_forcerange[hids, 1] = caps
+    m.actuator_forcelimited[hids] = 1
+    kp = m.actuator_gainprm[:, 0]
+    kv = -m.actuator_biasprm[:, 2]
+    ratio = kv / np.maximum(kp, 1e-9) * velocity_ff
+    # ---- per-substep tables
+    ctrl_frame = np.zeros((T, m.nu))
+    ctrl_frame[:, aids] = q_ref + ratio[aids] * qd_ref
+    ctrl_frame[:, hids[:3]] = ratio[hids[:3]] * prep.root_v
+    ctrl_frame[:, hids[3:]] = ratio[hids[3:]] * prep.root_w
+    ctrl_sub = _interp(ctrl_frame, n_sub)
+    pos_sub = _interp(prep.root_pos, n_sub)
+    quat_sub = _interp(prep.root_quat, n_sub)
+    quat_sub /= np.linalg.norm(quat_sub, axis=1, keepdims=True)
+    mpos = np.zeros((len(pos_sub), 2, 3))
+    mpos[:, 0] = pos_sub
+    mpos[:, 1] = pos_sub
+    mquat = np.zeros((len(pos_sub), 2, 4))
+    mquat[:, 0, 0] = 1.0
+    mquat[:, 1] = quat_sub
+    bid_ref = [m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, n)] for n in ("ref_pos", "ref_rot")]
+    if bid_ref != [0, 1]:
+        raise AssertionError("mocap layout")  # pragma: no cover
+    head = next((k for k in range(sk.n_joints) if "head" in sk.names[k].lower() and k not in lay.merged),
+                int(np.argmax(prep.X[0, :, 2])))
+    head_bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, lay.body[head])
+    pel_bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, lay.body[lay.pelvis])
+
+    def reset(i: int) -> None:
+        d.qpos[:3] = prep.root_pos[i]
+        d.qpos[3:7] = prep.root_quat[i]
+        d.qpos[qadr] = q_ref[i]
+        d.qvel[:] = 0.0
+        d.qvel[:3] = prep.root_v[i]
+        d.qvel[3:6] = prep.root_w[i]
+        d.qvel[vadr] = qd_ref[i]
+        d.act[:] = 0.0
+        d.qacc_warmstart[:] = 0.0
+        d.ctrl[:] = ctrl_frame[i]
+        d.mocap_pos[:] = mpos[max(i * n_sub - 1, 0)]
+        d.mocap_quat[:] = mquat[max(i * n_sub - 1, 0)]
+        mujoco.mj_forward(m, d)
+
+    mujoco.mj_resetData(m, d)
+    reset(0)
+    # every substep's state is kept; a frame's output is the mean over the substeps within half a
+    # frame of it (a box filter at the frame rate): sampling one substep per frame would alias
+    # the contact chatter between frames into jerk
+    sub_rec = np.empty(((T - 1) * n_sub + 1, m.nq))
+    sub_rec[0] = d.qpos
+    load = np.zeros(T)
+    falls, low = 0, 0
+    fall_frames = fall_seconds * fps
+    zref = prep.root_pos[:, 2]
+    step = mujoco.mj_step
+    hl = hids[:3]
+    restarted = np.zeros(T, dtype=bool)
+    restarted[0] = True  # frame 0 is the reference state itself
+    for i in range(1, T):
+        base = (i - 1) * n_sub
+        for s in range(base, base + n_sub):
+            d.ctrl[:] = ctrl_sub[s]
+            d.mocap_pos[:] = mpos[s]
+            d.mocap_quat[:] = mquat[s]
+            step(m, d)
+            sub_rec[s + 1] = d.qpos
+        load[i] = np.linalg.norm(d.actuator_force[hl])
+        zp = d.xpos[pel_bid, 2]
+        low = low + 1 if zp < fall_ratio * zref[i] else 0
+        if low > fall_frames or d.xpos[head_bid, 2] < zp or not np.isfinite(d.qpos).all():
+            falls += 1
+            low = 0
+            reset(i)
+            sub_rec[i * n_sub] = d.qpos
+            restarted[i] = True
+    qpos_rec = _frame_average(sub_rec, n_sub, T, restarted)
+    # ---- back to a clip
+    rot = clip.rotations.copy()
+    trans = clip.translations.copy()
+    ang = np.zeros((T, 3 * len(H)))
+    ang[:, free] = qpos_rec[:, qadr]
+    ang = ang.reshape(T, len(H), 3)
+    E = Rotation.from_euler(EULER_ORDER, ang.reshape(-1, 3)).as_matrix().reshape(T, len(H), 3, 3)
+    rot[:, H] = np.einsum("jab,tjbc->tjac", prep.neutral[H], E)
+    q = qpos_rec[:, 3:7]
+    Rw = Rotation.from_quat(q[:, [1, 2, 3, 0]]).as_matrix()
+    xw = qpos_rec[:, :3]
+    p = lay.pelvis
+    par = int(np.asarray(sk.parents)[p])
+    if par < 0:
+        rot[:, p], trans[:, p] = Rw, xw
+    else:  # merged root joints keep their reference transform
+        Gp, Xp = prep.Gw[:, par], prep.X[:, par]
+        rot[:, p] = np.einsum("tba,tbc->tac", Gp, Rw)
+        trans[:, p] = np.einsum("tba,tb->ta", Gp, xw - Xp)
+    out = Clip(sk, rot, trans, clip.fps, name=clip.name, labels=dict(clip.labels))
+    err = float(np.linalg.norm(out.positions() - prep.X, axis=-1).mean() * 100.0)
+    return TrackResult(out, falls, float(load[1:].mean() / W), err, (T - 1) / fps, time.perf_counter() - t0)
+
+
+def _worker_init() -> None:
+    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[v] = "1"
+
+
+def _track_star(args):
+    clip, harness, kwargs = args
+    return track(clip, harness=harness, **kwargs)
+
+
+def track_many(clips: Sequence[Clip], harness: float = 1.0, processes: int = 1, **kwargs) -> list[TrackResult]:
+    """:func:`track` on every clip, in order.  ``processes`` > 1 uses that many spawned worker
+    processes (one thread each; compiled models are cached per process)."""
+    if not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"track_many: processes={processes!r}; must be an integer >= 1")
+    clips = list(clips)
+    if processes == 1 or len(clips) <= 1:
+        return [track(c, harness=harness, **kwargs) for c in clips]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawned children inherit the environment at start: one BLAS/OpenMP thread each
+    saved = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    try:
+        _worker_init()
+        with ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init) as ex:
+            return list(ex.map(_track_star, [(c, harness, kwargs) for c in clips], chunksize=1))
+    finally:
+        for v, val in saved.items():
+            if val is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = val
