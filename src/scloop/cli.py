@@ -243,24 +243,35 @@ def _data_root(data_dir: Optional[str]) -> Path:
 
 
 @data_app.command("info")
-def data_info(data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Data folder (default "
-                                                     "$SCLOOP_DATA_DIR or ~/.cache/scloop/data).")) -> None:
-    """List the data sets found in the data folder and check that they read."""
-    from scloop.data.idx import IDXError
-    from scloop.data.mnist import find_mnist, load_mnist
+def data_info(
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Data folder (default $SCLOOP_DATA_DIR or "
+                                           "~/.cache/scloop/data)."),
+    name: List[str] = typer.Option([], "--dataset", help="Only these datasets (default: all supported)."),
+    quick: bool = typer.Option(False, "--quick", help="Check counts and checksums without parsing every file."),
+) -> None:
+    """Where each supported dataset comes from (source, licence) and whether the data folder holds
+    it intact (files against the dataset's index: counts, checksums, parse)."""
+    from scloop.core.registry import ConfigError
+    from scloop.motion.datasets import DATASETS, check, describe
 
     root = _data_root(data_dir)
-    typer.echo(f"data dir: {root}")
-    typer.echo("digits: sklearn.datasets.load_digits, 1,797 8x8 images (always available)")
-    found = find_mnist(root)
-    if not found:
-        typer.echo("mnist: not found (scloop data download mnist --data-dir DIR)")
-    for split, (pi, _) in found.items():
+    names = name or list(DATASETS)
+    bad = False
+    typer.echo(f"data dir: {root}\n")
+    for n in names:
         try:
-            x, _ = load_mnist(root, split)
-            typer.echo(f"mnist {split}: {len(x):,} images, ok ({pi.parent})")
-        except IDXError as exc:
-            _fail(str(exc), code=1)
+            typer.echo(describe(n))
+            rep = check(n, root, parse=not quick)
+        except ConfigError as exc:
+            _fail(str(exc))
+            return
+        except FileNotFoundError as exc:
+            typer.echo(f"  not found: {exc}\n")
+            continue
+        typer.echo(f"  {rep}\n")
+        bad = bad or not rep.ok
+    if bad:
+        raise typer.Exit(1)
 
 
 @data_app.command("download")

@@ -52,14 +52,16 @@ def test_cli_data_info(shared_data, tmp_path):
 
     from scloop.cli import app
 
-    r = CliRunner().invoke(app, ["data", "info", "--data-dir", str(shared_data)])
-    assert r.exit_code == 0 and "mnist test: 10,000 images, ok" in r.output
+    r = CliRunner().invoke(app, ["data", "info", "--data-dir", str(shared_data), "--quick"])
+    assert r.exit_code == 0, r.output
+    assert "bandai-namco at" in r.output and "524/524 indexed files found" in r.output
+    assert "CC BY-NC 4.0" in r.output and "mnist at" in r.output
     (tmp_path / "mnist").mkdir()
     src = shared_data / "mnist"
     blob = (src / "t10k-images-idx3-ubyte.gz").read_bytes()
     (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 2])
     (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes((src / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    r = CliRunner().invoke(app, ["data", "info", "--data-dir", str(tmp_path)])
-    assert r.exit_code == 1 and "t10k-images-idx3-ubyte.gz" in r.output
+    r = CliRunner().invoke(app, ["data", "info", "--data-dir", str(tmp_path), "--dataset", "mnist"])
+    assert r.exit_code == 1 and "t10k-images-idx3-ubyte" in r.output and "PROBLEMS" in r.output
     r = CliRunner().invoke(app, ["data", "download", "cifar"])
     assert r.exit_code == 2 and "allowed: mnist" in r.output

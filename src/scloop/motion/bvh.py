@@ -63,6 +63,12 @@ def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", la
         if not tok:
             continue
         key = tok[0]
+        if pending is not None and key != "{":
+            raise err(f"expected '{{' after {'End Site' if pending == -2 else 'JOINT ' + names[pending]!s}", i - 1)
+        if key in ("ROOT", "JOINT", "End") and len(tok) > 1 and tok[-1] == "{":
+            # "JOINT name {" on one line: treat the brace as its own line
+            lines.insert(i, "{")
+            tok = tok[:-1]
         if key == "MOTION":
             break
         if key in ("ROOT", "JOINT"):
@@ -153,6 +159,8 @@ def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", la
     rows = [ln for ln in lines[i:] if ln.strip()]
     if len(rows) < n_frames:
         raise BVHError(f"{path}: MOTION block truncated: header says {n_frames} frames, found {len(rows)}")
+    if len(rows) > n_frames:
+        raise BVHError(f"{path}: MOTION block has {len(rows)} rows but the header says Frames: {n_frames}")
     try:
         data = np.array([np.array(r.split(), dtype=float) for r in rows[:n_frames]], dtype=object)
     except ValueError:
@@ -173,8 +181,11 @@ def _to_clip(path, names, parents, offsets, channels, values, fps, scale, up, la
     T, J = len(values), len(names)
     parents = np.array(parents)
     if scale == "auto":
-        total = float(np.linalg.norm(offsets[1:], axis=1).sum())
-        scale = 0.01 if total > 20 else 1.0
+        # median bone length: ~0.1-0.4 in metres, ~10-40 in centimetres (a start position stored
+        # in an offset, as Bandai's Hips, does not move the median)
+        bones = np.linalg.norm(offsets[1:], axis=1)
+        bones = bones[bones > 0]
+        scale = 0.01 if len(bones) and float(np.median(bones)) > 2.0 else 1.0
     scale = float(scale)
     if up not in ("y", "z"):
         raise BVHError(f"{path}: up axis {up!r}; allowed: y, z")
