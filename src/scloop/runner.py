@@ -505,7 +505,7 @@ def _run_unit(spec: ExperimentSpec, store: RunStore, u: Unit, ctx: _SeedContext,
     corr_name = comp.name if corrected else "none"
     correction = CORRECTIONS.create(corr_name, **{**(comp.kwargs if corrected else {}), "gamma": u.gamma})
     correction.prepare(CorrectionContext(ctx.real, getattr(ctx.task, "target", None), cache_dir_for(store.path),
-                                         _device(spec)), rng=ctx.streams(0, "prepare"))
+                                         _device(spec), getattr(ctx.task, "meta", {})), rng=ctx.streams(0, "prepare"))
     policy = POLICIES.create(spec.policy.name, **spec.policy.kwargs)
     loop_spec = LoopSpec(
         n_generations=spec.n_generations,
@@ -631,7 +631,7 @@ def _run_parallel(spec: ExperimentSpec, store: RunStore, todo: list[Unit], resum
         if "correction" in spec.arms:
             corr = CORRECTIONS.create(c.name, **{**c.kwargs, "gamma": spec.gammas[0]})
             corr.prepare(CorrectionContext(ctx.real, getattr(ctx.task, "target", None), cache_dir_for(store.path),
-                                           _device(spec)), rng=ctx.streams(0, "prepare"))
+                                           _device(spec), getattr(ctx.task, "meta", {})), rng=ctx.streams(0, "prepare"))
     del ctx
     store.close()
     run_dir = str(store.path)

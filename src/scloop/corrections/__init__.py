@@ -6,6 +6,7 @@ Every correction has a strength ``gamma`` >= 0 (``.inf`` allowed) and the mixing
 
 from scloop.corrections import histogram as _histogram  # noqa: F401
 from scloop.corrections import identity as _identity  # noqa: F401
+from scloop.corrections import motion as _motion  # noqa: F401
 from scloop.corrections import images as _images  # noqa: F401
 from scloop.corrections import oracle as _oracle  # noqa: F401
 from scloop.corrections.base import mixing_weight
