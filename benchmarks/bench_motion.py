@@ -2,7 +2,7 @@
 CPU-second on one core (goal >= 80x real time) and the speed-up with 2 worker processes, on clean
 Bandai clips; plus the kinematic correction's throughput.
 
-Usage: python benchmarks/bench_motion.py [--data-dir ../shared/data] [--n-clips 20] [--max-frames 150]
+Usage: python benchmarks/bench_motion.py [--data-dir ../shared/data] [--n-clips 20] [--max-frames N]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default=os.path.join(here, "..", "..", "shared", "data"))
     ap.add_argument("--n-clips", type=int, default=20)
-    ap.add_argument("--max-frames", type=int, default=150)
+    ap.add_argument("--max-frames", type=int, default=100_000, help="cut clips (default: whole clips)")
     a = ap.parse_args()
     from scloop.motion.check import clean_clips
     from scloop.motion.kinematic import kinematic_correct
