@@ -311,12 +311,11 @@ def motion_check_correction(
     motion correction and report tracking error, harness load, falls and violation ratios."""
     import json
 
-    from scloop.motion.check import chain, check_corrections, clean_clips, kinematic_fix, physics_fix
+    from scloop.motion.check import check_corrections, clean_clips, motion_fixes
 
     if n_clips < 1 or max_frames < 10 or processes < 1 or harness < 0:
         _fail("--n-clips >= 1, --max-frames >= 10, --processes >= 1 and --harness >= 0 are required")
-    fixes = {"physics": physics_fix(harness, processes), "kinematic": kinematic_fix,
-             "physics+kinematic": chain(physics_fix(harness, processes), kinematic_fix)}
+    fixes = motion_fixes(harness, processes)
     unknown = sorted(set(only) - set(fixes))
     if unknown:
         _fail(f"--correction: got {unknown}; allowed: {', '.join(fixes)}")
@@ -376,11 +375,10 @@ def motion_animate(
     clip = replace(clip, rotations=clip.rotations[:max_frames], translations=clip.translations[:max_frames])
     clips, titles = [clip], ["input"]
     if correct:
-        from scloop.motion.check import chain, kinematic_fix, physics_fix
+        from scloop.motion.check import motion_fixes
         from scloop.motion.metrics import estimate_clearance
 
-        fix = {"physics": physics_fix(harness), "kinematic": kinematic_fix,
-               "physics+kinematic": chain(physics_fix(harness), kinematic_fix)}[correct]
+        fix = motion_fixes(harness)[correct]
         fixed, _ = fix([clip], estimate_clearance([clip], clip.skeleton.foot_joints()))
         clips.append(fixed[0])
         titles.append(correct)

@@ -10,7 +10,7 @@ corrected, and encoded back:
   output is the *simulated* motion.  ``harness`` is the harness budget in body weights
   (0 = pure physics, large = kinematic replay) -- the physical correction strength.
 - ``kinematic``: grounding and foot locking (:mod:`scloop.motion.kinematic`).
-- ``physics+kinematic``: the chain.
+- ``physics+kinematic``: the chain (kinematic pass first, simulation last).
 
 Diagnostics: ``displacement`` / ``fraction_changed`` (feature space), ``tracking_error_cm``
 (corrected vs input joint positions), ``falls`` and ``harness_load`` (physics), and the mean
@@ -51,11 +51,9 @@ class MotionCorrection:
         return self
 
     def _fix(self, clips: list) -> tuple[list, dict]:
-        from scloop.motion.check import chain, kinematic_fix, physics_fix
+        from scloop.motion.check import motion_fixes
 
-        fixes = {"kinematic": kinematic_fix, "physics": physics_fix(self.harness, self.processes),
-                 "physics+kinematic": chain(physics_fix(self.harness, self.processes), kinematic_fix)}
-        return fixes[self.kind](clips, self.clearance_)
+        return motion_fixes(self.harness, self.processes)[self.kind](clips, self.clearance_)
 
     def __call__(self, data: Data, *, model: Any = None, rng: np.random.Generator) -> Corrected:
         """(n, T, F) -> (n, T, F), labels unchanged."""

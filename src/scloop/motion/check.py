@@ -144,3 +144,12 @@ def chain(*fixes: Fix) -> Fix:
         return clips, info
 
     return fix
+
+
+def motion_fixes(harness: float = 1.0, processes: int = 1) -> dict[str, Fix]:
+    """The three corrections by name.  ``physics+kinematic`` runs the kinematic pass first and the
+    simulation last: the kinematic pass removes what physics cannot see (a root drifting over
+    planted feet, which the harness would faithfully follow), and the simulation then has the
+    last word, so the output stays a physically simulated motion."""
+    return {"physics": physics_fix(harness, processes), "kinematic": kinematic_fix,
+            "physics+kinematic": chain(kinematic_fix, physics_fix(harness, processes))}

@@ -57,24 +57,29 @@ def kinematic_correct(clip: Clip, *, feet: list[int] | None = None, clearance=No
     if not lock_feet or clip.n_frames < 3:
         return out
     # 2. planted feet must not slide: cancel their mean horizontal velocity through the root
-    X = out.positions()
-    h = foot_gaps(X, feet, clearance)
+    from scipy.ndimage import gaussian_filter1d
+
+    # contacts and foot drift are read from foot trajectories smoothed over +-2 frames: per-frame
+    # noise (jitter) would otherwise break contacts into pieces and its unmatched ends would add
+    # up to a random walk of the root
+    Xf = gaussian_filter1d(out.positions()[:, feet], sigma=2.0, axis=0, mode="nearest")  # (T, F, 3)
+    c = np.zeros(len(feet)) if clearance is None else np.asarray(clearance, dtype=float)
+    h = Xf[:, :, 2] - c
     # the support point of a frame is its lowest contact joint (the stance toe during toe-off,
     # the heel at heel strike); it is planted when it is within contact_height of the ground
     # and stays the support point into the next frame
     low = h.argmin(axis=1)
-    speed = np.linalg.norm(np.gradient(X[:, feet, :2], axis=0), axis=-1)[np.arange(len(h)), low] * clip.fps
+    rows = np.arange(len(h))
+    speed = np.linalg.norm(np.gradient(Xf[:, :, :2], axis=0), axis=-1)[rows, low] * clip.fps
     # a support point moving faster than lock_speed (1 m/s) is a foot sweeping low over the
     # ground in swing, not a planted one (a skating planted foot moves far slower)
-    planted = (h[np.arange(len(h)), low] < contact_height) & (speed < lock_speed)
+    planted = (h[rows, low] < contact_height) & (speed < lock_speed)
     keep = planted[1:] & planted[:-1] & (low[1:] == low[:-1])
     idx = np.arange(len(h) - 1)
-    step = X[idx + 1, np.asarray(feet)[low[:-1]], :2] - X[idx, np.asarray(feet)[low[:-1]], :2]  # (T-1, 2)
+    step = Xf[idx + 1, low[:-1], :2] - Xf[idx, low[:-1], :2]  # (T-1, 2)
     drift = np.where(keep[:, None], step, 0.0)
     # spread each frame's correction over a few frames (Gaussian, sigma 2 frames): switching the
     # lock on and off must not add velocity steps, which would show up as jerk
-    from scipy.ndimage import gaussian_filter1d
-
     drift = gaussian_filter1d(drift, sigma=2.0, axis=0, mode="nearest")
     shift = np.concatenate([np.zeros((1, 2)), -np.cumsum(drift, axis=0)])
     # the root's parent chain above r does not rotate in practice (a static root joint), so a
