@@ -147,7 +147,7 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
                toe_lift: float = 0.012, heel_back: float = 0.05, foot_width: float = 0.09,
                armature: float = 0.02, damping: float = 0.5, stiffness: float = 20.0, leg_lever: float = 0.2,
                f_pd: float = 8.0, kp_min: float = 30.0, harness_hz: float = 5.0,
-               harness_inertia: float = 8.0) -> str:
+               harness_inertia: float = 8.0, cone: str = "pyramidal", impratio: float = 1.0) -> str:
     """MJCF text for ``skeleton`` (module docstring).
 
     ``neutral`` (J, 3, 3): per-joint neutral local rotation (identity if None).  ``foot_down``:
@@ -242,7 +242,7 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
     def xml(gains: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None) -> str:
         out = ['<mujoco model="scloop_humanoid">',
                '<compiler angle="radian" autolimits="true"/>',
-               f'<option timestep="{timestep:.8g}" integrator="implicitfast"/>',
+               f'<option timestep="{timestep:.8g}" integrator="implicitfast" cone="{cone}" impratio="{impratio:g}"/>',
                "<default>",
                f'<joint type="hinge" armature="{armature}" damping="{damping}"/>',
                f'<geom contype="2" conaffinity="1" condim="3" friction="{friction} 0.005 0.0001"/>',
