@@ -430,7 +430,8 @@ def _seed_context(spec: ExperimentSpec, store_path: Path, seed: int) -> _SeedCon
     real = task.real_data(spec.n_real, data_rng)
     reference = task.reference(data_rng) if hasattr(task, "reference") else None
     metrics = {m: METRICS.create(m) for m in spec.metrics}
-    mctx = MetricContext(real=real, reference=reference, cache_dir=cache_dir_for(store_path), device=_device(spec))
+    mctx = MetricContext(real=real, reference=reference, cache_dir=cache_dir_for(store_path), device=_device(spec),
+                         meta=getattr(task, "meta", {}))
     for m in metrics.values():
         if hasattr(m, "prepare"):
             m.prepare(mctx)

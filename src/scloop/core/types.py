@@ -105,6 +105,7 @@ class MetricContext:
     reference: Data | None = None
     cache_dir: Path | None = None
     device: str = "auto"
+    meta: Mapping[str, Any] = field(default_factory=dict)  # task facts, e.g. a motion skeleton and fps
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Metric plugins.  Importing this package registers them in ``METRICS``."""
 
 from scloop.metrics import distribution as _distribution  # noqa: F401
+from scloop.metrics import motion as _motion  # noqa: F401
 from scloop.metrics import gaussian as _gaussian  # noqa: F401
 from scloop.metrics import images as _images  # noqa: F401
 from scloop.metrics.distribution import mmd_rbf, sliced_wasserstein

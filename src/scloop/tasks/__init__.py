@@ -2,6 +2,7 @@
 
 from scloop.tasks import gaussian as _gaussian  # noqa: F401
 from scloop.tasks import images as _images  # noqa: F401
+from scloop.tasks import motion as _motion  # noqa: F401
 from scloop.tasks.gaussian import GaussianTarget, GaussianTask
 from scloop.tasks.images import ImageTask
 

@@ -1,0 +1,67 @@
+"""Physics metrics of generated motion windows (domain ``motion``; formulas and units in
+:mod:`scloop.motion.metrics`).  Each generated window (n, T, F) is decoded on the task's skeleton
+(``MetricContext.meta``) and the metric is averaged over windows.  Contact-joint clearances are
+estimated from the real training windows in ``prepare``.  Lower is better for all four."""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+
+from scloop.core.registry import METRICS, ConfigError
+from scloop.core.types import Evaluation, MetricContext
+
+# the four metrics share one decode per generation: the last sample array evaluated (held, so
+# that identity cannot be confused with a later array at the same address) and its values
+_LAST: dict[str, object] = {}
+
+
+class MotionPhysicsMetric:
+    needs_samples = True
+
+    def __init__(self, which: str) -> None:
+        self.which = which
+        self.name = f"motion_{which}"
+
+    def prepare(self, context: MetricContext) -> Self:
+        from scloop.motion import metrics as M
+        from scloop.motion.representation import decode
+
+        meta = context.meta or {}
+        if "skeleton" not in meta or "fps" not in meta:
+            raise ConfigError(f"metric {self.name!r} needs a motion task (meta with skeleton and fps)")
+        self.skeleton_, self.fps_ = meta["skeleton"], float(meta["fps"])
+        x = np.asarray(context.real.x)
+        clips = [decode(w, self.skeleton_, fps=self.fps_) for w in x[: min(len(x), 64)]]
+        self.feet_ = clips[0].skeleton.foot_joints()
+        self.clearance_ = M.estimate_clearance(clips, self.feet_)
+        return self
+
+    def __call__(self, ev: Evaluation) -> float:
+        from scloop.motion import metrics as M
+        from scloop.motion.representation import decode
+
+        if not hasattr(self, "skeleton_"):
+            raise ConfigError(f"metric {self.name!r} is not prepared")
+        x = np.asarray(ev.samples.x)
+        if not np.isfinite(x).all():
+            return float("nan")
+        key = (ev.samples.x, self.skeleton_, self.fps_, self.clearance_.tobytes())
+        last = _LAST.get("key")
+        if last is None or not (last[0] is key[0] and last[1] is key[1] and last[2:] == key[2:]):
+            vals = [M.all_metrics(decode(w, self.skeleton_, fps=self.fps_).positions(), self.fps_, self.feet_,
+                                  self.clearance_) for w in x]
+            _LAST["key"] = key
+            _LAST["values"] = {m: float(np.mean([v[m] for v in vals])) for m in M.METRICS}
+        return _LAST["values"][self.which]
+
+
+def _register(which: str) -> None:
+    @METRICS.register(f"motion_{which}", domain="motion")
+    def make() -> MotionPhysicsMetric:
+        return MotionPhysicsMetric(which)
+
+
+for _w in ("penetration", "floating", "skating", "jerk"):
+    _register(_w)

@@ -1,0 +1,53 @@
+"""The bandai motion task and the motion physics metrics (domain motion)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scloop.core.registry import METRICS, TASKS, ConfigError, load_plugins
+from scloop.core.types import Data, Evaluation, MetricContext
+
+load_plugins()
+
+
+@pytest.fixture(scope="module")
+def task(shared_data):
+    return TASKS.create("bandai", data_dir=str(shared_data), contents=["walk", "wave-both-hands"], window=40,
+                        stride=20)
+
+
+def test_windows_split_by_clip_and_labels(task):
+    real, ref = task.real_data(32), task.reference()
+    assert real.x.shape == (32, 40, 197) and real.x.dtype == np.float32
+    assert set(np.unique(task.real_data(task.n_available).y)) == {0, 1}
+    assert len(ref) > 0 and task.meta["fps"] == 20.0 and task.meta["skeleton"].n_joints == 21
+    # no held-out window equals a training window (the split is by clip)
+    train = {w.tobytes() for w in task.real_data(task.n_available).x}
+    assert not any(w.tobytes() in train for w in ref.x)
+    with pytest.raises(ConfigError, match="n_real"):
+        task.real_data(10**6)
+
+
+def test_task_errors(shared_data, tmp_path):
+    with pytest.raises(ConfigError, match="data_dir"):
+        TASKS.create("bandai", data_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="window"):
+        TASKS.create("bandai", data_dir=str(shared_data), window=2)
+
+
+def test_motion_metrics(task):
+    names = METRICS.names("motion")
+    ctx = MetricContext(task.real_data(task.n_available), task.reference(), meta=task.meta)
+    ms = {n: METRICS.create(n).prepare(ctx) for n in names}
+    ref = task.reference()
+    clean = {n: m(Evaluation(None, ref, ref)) for n, m in ms.items()}
+    assert all(math.isfinite(v) and v >= 0 for v in clean.values())
+    up = Data(ref.x.copy(), ref.y)
+    up.x[:, :, 0] += 0.10  # root height feature: the whole body 10 cm up
+    floated = {n: m(Evaluation(None, up, ref)) for n, m in ms.items()}
+    assert floated["motion_floating"] > clean["motion_floating"] + 0.05
+    with pytest.raises(ConfigError, match="motion task"):
+        METRICS.create("motion_jerk").prepare(MetricContext(ref))
