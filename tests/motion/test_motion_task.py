@@ -39,7 +39,7 @@ def test_task_errors(shared_data, tmp_path):
 
 
 def test_motion_metrics(task):
-    names = METRICS.names("motion")
+    names = ["motion_penetration", "motion_floating", "motion_skating", "motion_jerk"]
     ctx = MetricContext(task.real_data(task.n_available), task.reference(), meta=task.meta)
     ms = {n: METRICS.create(n).prepare(ctx) for n in names}
     ref = task.reference()
@@ -51,3 +51,20 @@ def test_motion_metrics(task):
     assert floated["motion_floating"] > clean["motion_floating"] + 0.05
     with pytest.raises(ConfigError, match="motion task"):
         METRICS.create("motion_jerk").prepare(MetricContext(ref))
+
+
+def test_learned_motion_metrics(task, tmp_path):
+    names = ["motion_fid", "motion_recognition", "motion_multimodality", "motion_diversity"]
+    real, ref = task.real_data(task.n_available), task.reference()
+    ctx = MetricContext(real, ref, cache_dir=tmp_path, meta=task.meta)
+    ms = {n: METRICS.create(n).prepare(ctx) for n in names}
+    assert len(list(tmp_path.glob("motion-encoder-*.pt"))) == 1  # one encoder, cached
+    held = {n: m(Evaluation(None, ref, ref)) for n, m in ms.items()}
+    assert held["motion_fid"] < 1e-6 and held["motion_diversity"] == pytest.approx(1.0)
+    assert held["motion_recognition"] > 0.8  # walk vs wave on held-out clips
+    train = {n: m(Evaluation(None, real, ref)) for n, m in ms.items()}
+    # frozen motion: every window holds its first frame (no movement at all)
+    frozen = Data(np.repeat(real.x[:, :1], real.x.shape[1], axis=1), real.y)
+    assert ms["motion_fid"](Evaluation(None, frozen, ref)) > 3 * train["motion_fid"]
+    same = Data(np.repeat(real.x[:1], 20, axis=0), np.repeat(real.y[:1], 20))
+    assert ms["motion_diversity"](Evaluation(None, same, ref)) == pytest.approx(0.0, abs=1e-9)

@@ -65,3 +65,71 @@ def _register(which: str) -> None:
 
 for _w in ("penetration", "floating", "skating", "jerk"):
     _register(_w)
+
+
+# ---------------------------------------------------------------------- learned feature space
+from scloop.metrics.images import FID, ClassAccuracy, Diversity, feature_space  # noqa: E402
+
+
+class _MotionEncoderSpace:
+    """``prepare`` trains/loads the motion encoder (:mod:`scloop.nets.motion_encoder`) on the real
+    training windows instead of the image classifier; the metric logic is the image metrics'."""
+
+    def prepare(self, context: MetricContext) -> Self:
+        from scloop.nets.motion_encoder import train_motion_encoder
+
+        self.classifier_ = train_motion_encoder(context.real, seed=0, cache_dir=context.cache_dir)
+        self.space_ = feature_space(self.classifier_)
+        self.reference_ = context.reference
+        if context.reference is not None:
+            self.space_.embed(context.reference)
+        return self
+
+
+class MotionFID(_MotionEncoderSpace, FID):
+    """Fréchet distance in the encoder's 128-d embedding, samples vs held-out windows (lower is better)."""
+
+
+class MotionRecognition(_MotionEncoderSpace, ClassAccuracy):
+    """Share of generated windows the encoder recognises as their conditioning action (higher is
+    better; the R-precision analogue)."""
+
+
+class MotionMultimodality(_MotionEncoderSpace, Diversity):
+    """Mean distance between embeddings of samples of the same action, relative to the held-out
+    windows (higher is better, 1 = real): the spread within one condition."""
+
+
+class MotionDiversity(_MotionEncoderSpace, Diversity):
+    """Mean pairwise embedding distance over all samples, relative to the held-out windows
+    (higher is better, 1 = real)."""
+
+    def _value(self, fake, real) -> float:
+        from scipy.spatial.distance import pdist
+
+        if len(fake.features) < 2 or len(real.features) < 2:
+            return float("nan")
+        ref = real.derived.get("pairwise")
+        if ref is None:
+            ref = real.derived["pairwise"] = float(pdist(real.features).mean())
+        return float(pdist(fake.features).mean() / ref) if ref > 0 else float("nan")
+
+
+@METRICS.register("motion_fid", domain="motion")
+def make_motion_fid() -> MotionFID:
+    return MotionFID("motion_fid")
+
+
+@METRICS.register("motion_recognition", domain="motion")
+def make_motion_recognition() -> MotionRecognition:
+    return MotionRecognition("motion_recognition")
+
+
+@METRICS.register("motion_multimodality", domain="motion")
+def make_motion_multimodality() -> MotionMultimodality:
+    return MotionMultimodality("motion_multimodality")
+
+
+@METRICS.register("motion_diversity", domain="motion")
+def make_motion_diversity() -> MotionDiversity:
+    return MotionDiversity("motion_diversity")
