@@ -35,7 +35,6 @@ class MotionCorrection:
 
     def prepare(self, context: CorrectionContext, *, rng: np.random.Generator | None = None) -> Self:
         from scloop.motion import metrics as M
-        from scloop.motion.representation import decode
 
         meta = context.meta or {}
         if "skeleton" not in meta or "fps" not in meta:
@@ -45,9 +44,7 @@ class MotionCorrection:
         x = np.asarray(context.real.x)
         if x.ndim != 3:
             raise ConfigError(f"correction {self.kind!r}: real data must be (n, T, F) motion windows, got {x.shape}")
-        clips = [decode(w, self.skeleton_, fps=self.fps_) for w in x[: min(len(x), 64)]]
-        self.feet_ = clips[0].skeleton.foot_joints()
-        self.clearance_ = M.estimate_clearance(clips, self.feet_)
+        self.feet_, self.clearance_ = M.contacts_from_windows(x, self.skeleton_, self.fps_)
         return self
 
     def _fix(self, clips: list) -> tuple[list, dict]:

@@ -209,12 +209,15 @@ class ImageMetric:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def prepare(self, context: MetricContext) -> Self:
+    def _feature_network(self, context: MetricContext):
+        """The trained (or cached) network whose features the metric uses: here the LeNet-style
+        image classifier; other domains override this (e.g. the motion encoder)."""
         from scloop.nets.classifier import train_classifier
 
-        self.classifier_ = train_classifier(
-            context.real, seed=FEATURE_SEED, cache_dir=context.cache_dir, device=context.device
-        )
+        return train_classifier(context.real, seed=FEATURE_SEED, cache_dir=context.cache_dir, device=context.device)
+
+    def prepare(self, context: MetricContext) -> Self:
+        self.classifier_ = self._feature_network(context)
         self.space_ = feature_space(self.classifier_)
         self.reference_ = context.reference
         if context.reference is not None:

@@ -26,16 +26,12 @@ class MotionPhysicsMetric:
 
     def prepare(self, context: MetricContext) -> Self:
         from scloop.motion import metrics as M
-        from scloop.motion.representation import decode
 
         meta = context.meta or {}
         if "skeleton" not in meta or "fps" not in meta:
             raise ConfigError(f"metric {self.name!r} needs a motion task (meta with skeleton and fps)")
         self.skeleton_, self.fps_ = meta["skeleton"], float(meta["fps"])
-        x = np.asarray(context.real.x)
-        clips = [decode(w, self.skeleton_, fps=self.fps_) for w in x[: min(len(x), 64)]]
-        self.feet_ = clips[0].skeleton.foot_joints()
-        self.clearance_ = M.estimate_clearance(clips, self.feet_)
+        self.feet_, self.clearance_ = M.contacts_from_windows(context.real.x, self.skeleton_, self.fps_)
         return self
 
     def __call__(self, ev: Evaluation) -> float:
@@ -68,22 +64,17 @@ for _w in ("penetration", "floating", "skating", "jerk"):
 
 
 # ---------------------------------------------------------------------- learned feature space
-from scloop.metrics.images import FID, ClassAccuracy, Diversity, feature_space  # noqa: E402
+from scloop.metrics.images import FID, ClassAccuracy, Diversity  # noqa: E402
 
 
 class _MotionEncoderSpace:
-    """``prepare`` trains/loads the motion encoder (:mod:`scloop.nets.motion_encoder`) on the real
-    training windows instead of the image classifier; the metric logic is the image metrics'."""
+    """The image metrics' logic in the embedding of the motion encoder
+    (:mod:`scloop.nets.motion_encoder`), trained/loaded on the real training windows."""
 
-    def prepare(self, context: MetricContext) -> Self:
+    def _feature_network(self, context: MetricContext):
         from scloop.nets.motion_encoder import train_motion_encoder
 
-        self.classifier_ = train_motion_encoder(context.real, seed=0, cache_dir=context.cache_dir)
-        self.space_ = feature_space(self.classifier_)
-        self.reference_ = context.reference
-        if context.reference is not None:
-            self.space_.embed(context.reference)
-        return self
+        return train_motion_encoder(context.real, seed=0, cache_dir=context.cache_dir)
 
 
 class MotionFID(_MotionEncoderSpace, FID):

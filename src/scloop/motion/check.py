@@ -20,7 +20,6 @@ order; cut to ``max_frames``) and, for each clip, four corrupted copies
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Callable
@@ -32,29 +31,20 @@ from scloop.motion.corrupt import KINDS, VIOLATION, corrupt
 from scloop.motion.skeleton import Clip
 
 
-def bandai_dir(data_dir: str | Path) -> Path:
-    d = Path(data_dir).expanduser()
-    for cand in (d, d / "bandai-namco", d / "mocap" / "bandai-namco"):
-        if (cand / "index.csv").is_file():
-            return cand
-    raise FileNotFoundError(f"Bandai-Namco index.csv not found under {d} (looked in {d}, {d}/bandai-namco, "
-                            f"{d}/mocap/bandai-namco)")
-
-
 def clean_clips(data_dir: str | Path, *, n_clips: int = 20, max_frames: int = 150) -> list[Clip]:
     """Style-normal clips, one per (dataset, action), in index order, cut to ``max_frames``."""
     from dataclasses import replace
 
     from scloop.motion.bvh import read_bvh
+    from scloop.motion.datasets import dataset_dir, read_index
 
-    root = bandai_dir(data_dir)
+    root = dataset_dir("bandai-namco", data_dir)
     seen, rows = set(), []
-    with open(root / "index.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            key = (r["dataset"], r["content"])
-            if r["style"] == "normal" and key not in seen:
-                seen.add(key)
-                rows.append(r)
+    for r in read_index(root):
+        key = (r["dataset"], r["content"])
+        if r["style"] == "normal" and key not in seen:
+            seen.add(key)
+            rows.append(r)
     # interleave the two datasets so a small n_clips still covers walks, runs and gestures
     d1 = [r for r in rows if r["dataset"] == "dataset-1"]
     d2 = [r for r in rows if r["dataset"] == "dataset-2"]

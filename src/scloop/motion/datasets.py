@@ -154,7 +154,8 @@ def dataset_dir(name: str, data_dir: str | Path) -> Path:
                             f"{', '.join(str(p) for p in dict.fromkeys(tried))}")
 
 
-def _index(folder: Path) -> list[dict[str, str]]:
+def read_index(folder: Path) -> list[dict[str, str]]:
+    """The rows of ``folder/index.csv`` (a motion dataset's index), in file order."""
     with open(folder / "index.csv", newline="") as f:
         return list(csv.DictReader(f))
 
@@ -174,7 +175,7 @@ def _check_indexed(name: str, folder: Path, pattern: str, parse) -> CheckReport:
     """Shared by the motion sets: every index row's file exists, has the listed sha256, and
     (``parse``) reads with the listed frame count; data files on disk missing from the index are
     ``extra``."""
-    rows = _index(folder)
+    rows = read_index(folder)
     missing, mismatched, unreadable = [], [], []
     found = 0
     for row in rows:
@@ -295,7 +296,7 @@ def load_bandai(data_dir: str | Path, *, contents: Iterable[str] | None = None,
     from scloop.motion.bvh import read_bvh
 
     folder = dataset_dir("bandai-namco", data_dir)
-    rows = _select(_select(_index(folder), "content", contents, "content"), "style", styles, "style")
+    rows = _select(_select(read_index(folder), "content", contents, "content"), "style", styles, "style")
     if limit is not None:
         rows = rows[: max(int(limit), 0)]
     return [read_bvh(folder / r["file"], labels={"action": r["content"], "style": r["style"],
@@ -312,7 +313,7 @@ def load_cmu_deepmimic(data_dir: str | Path, *, limit: int | None = None) -> lis
     from scloop.motion.deepmimic import read_deepmimic
 
     folder = dataset_dir("cmu-deepmimic", data_dir)
-    rows = _index(folder)
+    rows = read_index(folder)
     if limit is not None:
         rows = rows[: max(int(limit), 0)]
     clips = []

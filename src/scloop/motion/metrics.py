@@ -75,3 +75,14 @@ def estimate_clearance(clips, feet: list[int]) -> np.ndarray:
     percentile height (robust to a few frames of mocap penetration).  (F,) metres."""
     lows = np.array([[np.percentile(c.positions()[:, f, 2], 2) for f in feet] for c in clips])
     return np.median(lows, axis=0)
+
+
+def contacts_from_windows(windows: np.ndarray, skeleton, fps: float, *, limit: int = 64) -> tuple[list[int], np.ndarray]:
+    """Contact joints and their clearances for motion in the canonical representation: the first
+    ``limit`` windows (n, T, F) are decoded on ``skeleton`` and :func:`estimate_clearance` is
+    applied.  Returns (feet of the decoded skeleton, clearance (F,))."""
+    from scloop.motion.representation import decode
+
+    clips = [decode(w, skeleton, fps=fps) for w in np.asarray(windows)[:limit]]
+    feet = clips[0].skeleton.foot_joints()
+    return feet, estimate_clearance(clips, feet)
