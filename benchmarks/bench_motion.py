@@ -1,8 +1,17 @@
-"""Motion benchmarks (issue 4): physics-correction throughput in seconds of motion corrected per
-CPU-second on one core (goal >= 80x real time) and the speed-up with 2 worker processes, on clean
-Bandai clips; plus the kinematic correction's throughput.
+"""Motion benchmarks.
+
+Issue 4: physics-correction throughput in seconds of motion corrected per CPU-second on one core
+(goal >= 80x real time) and the speed-up with 2 worker processes, on clean Bandai clips; plus the
+kinematic correction's throughput.
+
+Issue 5 (the motion loop, one thread, as a scloop worker): the motion-quick MDM's training step
+time, its sampling throughput (motions/s with the preset's sampler), and the seconds per
+generation by stage (sample / correct / train / eval) of one motion-quick generation for the
+no-correction, physics and kinematic arms at lambda = 1 (generation 0 shortened to a few steps:
+its weights do not change the stage costs).
 
 Usage: python benchmarks/bench_motion.py [--data-dir ../shared/data] [--n-clips 20] [--max-frames N]
+                                         [--skip-physics] [--skip-loop]
 """
 
 from __future__ import annotations
@@ -20,7 +29,17 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.path.join(here, "..", "..", "shared", "data"))
     ap.add_argument("--n-clips", type=int, default=20)
     ap.add_argument("--max-frames", type=int, default=100_000, help="cut clips (default: whole clips)")
+    ap.add_argument("--skip-physics", action="store_true", help="skip the correction benchmarks (issue 4)")
+    ap.add_argument("--skip-loop", action="store_true", help="skip the motion-loop benchmarks (issue 5)")
     a = ap.parse_args()
+    if not a.skip_physics:
+        bench_corrections(a)
+    if not a.skip_loop:
+        bench_model(a)
+        bench_generation(a)
+
+
+def bench_corrections(a) -> None:
     from scloop.motion.check import clean_clips
     from scloop.motion.kinematic import kinematic_correct
     from scloop.motion.physics.tracking import track_many
@@ -43,6 +62,67 @@ def main() -> None:
     for c in clips:
         kinematic_correct(c)
     print(f"kinematic          : {secs / (time.process_time() - t0):7.1f}x real time per CPU-second")
+
+
+def bench_model(a) -> None:
+    """Training step time and sampling throughput of the motion-quick MDM (one thread)."""
+    import numpy as np
+    import torch
+
+    from scloop.core.config import load_spec
+    from scloop.core.registry import MODELS, TASKS, load_plugins
+
+    torch.set_num_threads(1)
+    load_plugins()
+    spec = load_spec("motion-quick")
+    task = TASKS.create("bandai", data_dir=a.data_dir)
+    real = task.real_data(spec.n_real)
+    kw = {**spec.model.kwargs, "steps": 30, "device": "cpu"}
+    m = MODELS.create("mdm", **kw).fit(real, rng=np.random.default_rng(0))
+    m.finetune_steps = 60
+    m.update(real, rng=np.random.default_rng(1))  # timed: 60 steps after warm-up
+    step = m.last_train_seconds_ / 60
+    print(f"mdm (motion-quick: latent {kw['latent']}, {kw['layers']} layers, {m.n_params_ / 1e6:.2f} M parameters), "
+          f"1 thread: train step {1000 * step:.0f} ms at batch {kw['batch_size']} "
+          f"({kw['batch_size'] / step:.0f} windows/s)")
+    for n in (32, 128):
+        m.sample(n, rng=np.random.default_rng(2))
+        sec = m.last_sample_seconds_
+        print(f"  sampling {n} windows ({kw['sampler']}, {kw['sample_steps']} steps): {sec:.1f} s, "
+              f"{n / sec:.1f} motions/s")
+    paper = load_spec("motion-paper").model.kwargs
+    big = MODELS.create("mdm", **{**paper, "steps": 3, "finetune_steps": 5, "device": "cpu"})
+    big.fit(real, rng=np.random.default_rng(0)).update(real, rng=np.random.default_rng(1))
+    print(f"mdm (motion-paper: latent {paper['latent']}, {paper['layers']} layers, {big.n_params_ / 1e6:.1f} M "
+          f"parameters), 1 thread: train step {1000 * big.last_train_seconds_ / 5:.0f} ms at batch "
+          f"{paper['batch_size']}")
+
+
+def bench_generation(a) -> None:
+    """Seconds per generation by stage for motion-quick (one seed, lambda = 1, one generation)."""
+    import tempfile
+
+    from scloop.core.config import load_spec
+    from scloop.runner import run_experiment
+    from scloop.store import RunStore
+
+    over = [f"task={{name: bandai, n_eval: 128, data_dir: {os.path.abspath(a.data_dir)}}}", "model.steps=20",
+            "lambda=[1.0]", "n_generations=1", "arms=[baseline, no-correction, correction]"]
+    spec = load_spec("motion-quick", over, seeds=1)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        s = run_experiment(spec, out=d, run_id="bench", workers=1)
+        total = time.perf_counter() - t0
+        st = RunStore(s.path)
+        rec = st.records()
+        st.close()
+    print(f"motion-quick, one generation at lambda = 1 (n_real {spec.n_real}, {spec.task.kwargs['n_eval']} eval "
+          f"windows; whole run {total:.0f} s), seconds by stage:")
+    print(f"  {'arm':<26}{'sample':>8}{'correct':>9}{'train':>8}{'eval':>7}{'total':>8}")
+    for _, r in rec[rec.generation == 1].iterrows():
+        label = r.arm if r.arm != "correction" else f"correction ({r.correction})"
+        parts = [r.sample_seconds, r.correct_seconds, r.train_seconds, r.eval_seconds]
+        print(f"  {label:<26}" + "".join(f"{v:>{w}.1f}" for v, w in zip(parts, (8, 9, 8, 7))) + f"{sum(parts):>8.1f}")
 
 
 if __name__ == "__main__":

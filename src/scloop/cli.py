@@ -199,21 +199,54 @@ def ls_cmd(out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of ru
 
 @app.command()
 def export(
-    run: str = typer.Argument(..., help="Run directory or run id."),
-    fmt: str = typer.Option("csv", "--format", help="csv | json (records with provenance)."),
+    run: str = typer.Argument(..., help="Run directory, run id, or sweep directory."),
+    fmt: str = typer.Option("csv", "--format", help="csv | json (records with provenance; runs only)."),
     timing: bool = typer.Option(True, "--timing/--no-timing", help="Include *_seconds rows."),
+    to: Optional[str] = typer.Option(None, "--to", help="Write to FILE.csv or FILE.parquet instead of printing."),
     out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories."),
 ) -> None:
-    """Print the tidy results table: run_id, task, arm, seed, lambda, gamma, n_real, policy,
-    correction, generation, metric, value (then status, n_synthetic)."""
+    """Print (or write) the tidy results table: run_id, task, arm, seed, lambda, gamma, n_real,
+    policy, correction, generation, metric, value, status, n_synthetic -- and, for a sweep, one
+    column per swept key."""
     import csv
 
-    from scloop.store import RunStore
+    from scloop.core.registry import ConfigError
+    from scloop.store import RunStore, SweepStore, is_sweep_dir
     from scloop.store.run_store import EXPORT_COLUMNS, EXTRA_COLUMNS
 
     if fmt not in ("csv", "json"):
         _fail(f"--format: got {fmt!r}; allowed: csv | json")
+    if to is not None and not to.endswith((".csv", ".parquet")):
+        _fail(f"--to: got {to!r}; allowed: a path ending in .csv or .parquet")
+    if is_sweep_dir(Path(run)):
+        if fmt == "json":
+            _fail("--format json: provenance records are per run; export a run directory under RUN/runs/ instead")
+        sw = SweepStore(Path(run))
+        try:
+            if to is not None:
+                typer.echo(f"wrote {sw.export(to, include_timing=timing)}")
+            else:
+                sys.stdout.write(sw.table(include_timing=timing).to_csv(index=False))
+        except (ConfigError, ImportError) as exc:
+            _fail(str(exc))
+        finally:
+            sw.close()
+        return
     store = RunStore(_resolve_run(run, out))
+    if to is not None:
+        import io
+
+        from scloop.store.atomic import atomic_write_bytes
+
+        df = store.table(include_timing=timing)
+        if to.endswith(".csv"):
+            atomic_write_bytes(Path(to), df.to_csv(index=False).encode())
+        else:
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)
+            atomic_write_bytes(Path(to), buf.getvalue())
+        typer.echo(f"wrote {to}")
+        return
     if fmt == "json":
         typer.echo(store.records().to_json(orient="records"))
         return
@@ -224,12 +257,87 @@ def export(
 
 
 @app.command()
+def sweep(
+    sweep_ref: str = typer.Argument(..., metavar="SWEEP", help="A sweep preset (see `scloop presets`) or a sweep YAML file."),
+    executor: str = typer.Option("local", "--executor", help="local (a process pool) | ray (Ray tasks)."),
+    jobs: int = typer.Option(0, "--jobs", help="Runs in parallel, 1 thread each (0 = one per CPU core)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder: the sweep is written to OUT/<sweep name>."),
+    resume: bool = typer.Option(False, "--resume", help="Require an existing sweep directory and continue it "
+                                "(a plain re-run also skips finished runs and resumes partial ones)."),
+    force: bool = typer.Option(False, "--force", help="Delete the sweep directory first and start over."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with real data for tasks that read files."),
+    report: bool = typer.Option(False, "--report", help="Write the HTML report when the sweep ends."),
+    quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of a progress bar."),
+) -> None:
+    """Run a grid of experiments (one run per point) into one results table."""
+    from scloop.core.registry import ConfigError
+    from scloop.sweep import load_sweep, run_sweep
+
+    if data_dir is not None:
+        os.environ["SCLOOP_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+        if not Path(data_dir).expanduser().is_dir():
+            _fail(f"--data-dir: got {data_dir!r}; allowed: an existing folder")
+    try:
+        spec = load_sweep(sweep_ref)
+        summary = run_sweep(spec, out=out, executor=executor, jobs=jobs, address=address, force=force,
+                            resume=resume, quiet=quiet or not sys.stderr.isatty())
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(summary.line())
+    for rid, err in summary.failures:
+        typer.echo(f"  failed: {rid}: {err}", err=True)
+    if report:
+        from scloop.report.html import write_report
+
+        typer.echo(f"report: {write_report(summary.path)}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    path: str = typer.Argument(..., help="A sweep directory (OUT/<sweep name>) or a run directory / run id."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories (to resolve a run id)."),
+    threshold: List[str] = typer.Option([], "--threshold", help="Collapse threshold METRIC=VALUE for the "
+                                        "first-crossing phase diagram (default: twice the metric's generation-0 value)."),
+) -> None:
+    """Write a static HTML report (figures, phase diagrams, verdicts, compute, configs) into
+    PATH/report/index.html."""
+    from scloop.core.registry import ConfigError
+    from scloop.report.html import write_report
+    from scloop.store import is_sweep_dir
+
+    p = Path(path)
+    if not is_sweep_dir(p):
+        p = _resolve_run(path, out)
+    thresholds = {}
+    for item in threshold:
+        key, _, val = item.partition("=")
+        try:
+            thresholds[key.strip()] = float(val)
+        except ValueError:
+            _fail(f"--threshold {item!r}: expected METRIC=NUMBER (e.g. w2-gaussian=0.5)")
+    try:
+        index = write_report(p, thresholds=thresholds)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"wrote {index}")
+
+
+@app.command()
 def presets() -> None:
     """List the built-in presets."""
     from scloop.core.config import preset_names
 
+    from scloop.sweep import sweep_preset_names
+
     for p in preset_names():
         typer.echo(p)
+    for p in sweep_preset_names():
+        typer.echo(f"{p}  (sweep: scloop sweep {p})")
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Real data sets: what is found in a data dir, downloads.")

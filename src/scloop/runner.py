@@ -72,7 +72,7 @@ def validate(spec: ExperimentSpec) -> None:
     domain = getattr(task, "domain", "vector")
 
     def same_domain(key: str, registry, name: str) -> None:
-        if name != "none" and registry.domain(name) != domain:
+        if name != "none" and not registry.accepts(name, domain):
             ok = [n for n in registry.names(domain)]
             raise ConfigError(f"config key {key!r}: {registry.kind} {name!r} works on {registry.domain(name)} data but "
                               f"task {spec.task.name!r} has {domain} data; {registry.kind}s for {domain} data: "
@@ -123,6 +123,9 @@ def default_run_id(spec: ExperimentSpec) -> str:
 
 
 # ---------------------------------------------------------------------- progress
+_SILENT = False  # set by run_experiment(silent=True): a sweep prints its own per-run lines
+
+
 class _Progress:
     def __init__(self, total: int, quiet: bool, label: str) -> None:
         self.quiet, self.total, self.done, self.label = quiet, total, 0, label
@@ -138,6 +141,8 @@ class _Progress:
 
     def advance(self, k: int = 1, note: str = "") -> None:
         self.done += k
+        if _SILENT:
+            return
         if self._bar is not None:
             self._bar.update(self._task, advance=k, description=f"{self.label} {note}".strip())
         elif time.monotonic() - self._last > 5 or self.done >= self.total:
@@ -152,10 +157,12 @@ class _Progress:
 # ---------------------------------------------------------------------- main entry
 def run_experiment(spec: ExperimentSpec, *, out: Path | str = "runs", run_id: str | None = None,
                    resume: bool = False, force: bool = False, quiet: bool = True,
-                   workers: int = 1) -> RunSummary:
+                   workers: int = 1, silent: bool = False) -> RunSummary:
     """Run (or resume) ``spec`` into ``out/<run_id>``.  ``workers`` > 1 runs the units of the
     generic engine in that many processes (same numbers as ``workers=1``); 0 means one per CPU
-    core.  The vectorised engine is one process."""
+    core.  The vectorised engine is one process.  ``silent``: no progress output at all."""
+    global _SILENT
+    _SILENT = silent
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"--workers: got {workers!r}; allowed: an integer >= 0 (0 = one per CPU core)")
     if workers == 0:
@@ -326,14 +333,20 @@ class _Evaluator:
 
 
 GRID_PER_CLASS = 10  # images per class kept for the per-generation grid
+MOTION_PER_CLASS = 2  # motion windows per class kept for the stick-figure GIFs
 
 
 def _grid_arrays(samples: Data | None) -> dict[str, np.ndarray] | None:
-    """Up to 10 generated images per class (uint8, a few kB) for the image grid of a
-    generation (rows = classes); None for non-image data."""
-    if samples is None or samples.x.ndim != 4 or samples.y is None or len(samples) == 0:
+    """A few generated samples of a generation for the report: up to 10 images per class
+    (uint8, a few kB; rows = classes of the image grid) or up to 2 motion windows per class
+    (float16 (k, T, F), ~0.2 MB for 4 actions; the stick-figure GIFs of
+    :mod:`scloop.report.motion`); None for other data."""
+    if samples is None or samples.y is None or len(samples) == 0 or samples.x.ndim not in (3, 4):
         return None
-    keep = np.concatenate([np.flatnonzero(samples.y == c)[:GRID_PER_CLASS] for c in np.unique(samples.y)])
+    per = GRID_PER_CLASS if samples.x.ndim == 4 else MOTION_PER_CLASS
+    keep = np.concatenate([np.flatnonzero(samples.y == c)[:per] for c in np.unique(samples.y)])
+    if samples.x.ndim == 3:
+        return {"x": samples.x[keep].astype(np.float16), "y": samples.y[keep]}
     x = np.clip(np.rint(samples.x[keep] * 255.0), 0, 255).astype(np.uint8)
     return {"x": x, "y": samples.y[keep]}
 
@@ -438,32 +451,101 @@ def _seed_context(spec: ExperimentSpec, store_path: Path, seed: int) -> _SeedCon
     return _SeedContext(streams, task, real, reference, _Evaluator(metrics, task, reference, streams), len(real))
 
 
-def _gen0_paths(store: RunStore, seed: int) -> tuple[Path, Path]:
-    return store.checkpoints / f"gen0-seed{seed:04d}.npz", store.checkpoints / f"gen0-seed{seed:04d}.json"
+def gen0_key(spec: ExperimentSpec) -> str:
+    """Content address of a generation-0 model: everything that determines its weights (task
+    and its options, n_real, model and its options, base seed, initial offset), and nothing
+    else -- so every arm, lambda, gamma and correction of a run, and every run of a sweep that
+    differs only in those, share one fit (the official code copies generation-0 checkpoints
+    between experiments by hand)."""
+    import hashlib
+    import json
+
+    d = spec.to_dict()
+    blob = {k: d[k] for k in ("task", "model", "n_real", "seed", "init")}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _gen0_paths(spec: ExperimentSpec, store: RunStore, seed: int) -> tuple[Path, Path]:
+    """``(<cache>/gen0/<model key>-seedNNNN.npz, <...>-<eval key>.json)``.  The record (generation-0
+    metrics) also depends on the metric list and the evaluation settings, so it has its own key."""
+    import hashlib
+
+    key = gen0_key(spec)
+    ev = hashlib.sha256(repr((key, spec.metrics)).encode()).hexdigest()[:8]
+    root = cache_dir_for(store.path) / "gen0"
+    return root / f"{key}-seed{seed:04d}.npz", root / f"{key}-seed{seed:04d}-{ev}.json"
+
+
+class _FileLock:
+    """An exclusive advisory lock (``fcntl.flock``) on ``path``; released when the holder exits,
+    even on kill -9.  Where fcntl does not exist (Windows) it does nothing: concurrent fits of the
+    same generation 0 then both write the same file atomically, which is wasteful but correct."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fh = None
+
+    def __enter__(self) -> "_FileLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a")
+        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the flock
+            self._fh = None
 
 
 def _generation0(spec: ExperimentSpec, store: RunStore, seed: int, ctx: _SeedContext, make_model):
-    """The generation-0 model of a seed, fitted once and shared by all its units (and across
-    worker processes) through ``checkpoints/gen0-seedNNNN.{npz,json}``."""
+    """The generation-0 model of a seed, fitted once and shared by all units of the run, by
+    worker processes and by every run under the same runs root with the same :func:`gen0_key`,
+    through ``<root>/.cache/gen0/<key>-seedNNNN.npz`` (a lock makes concurrent runs wait for one
+    fit instead of fitting side by side)."""
+    npz, meta = _gen0_paths(spec, store, seed)
+    with _FileLock(npz.with_suffix(".lock")):
+        return _generation0_locked(spec, seed, ctx, make_model, npz, meta)
+
+
+def _generation0_locked(spec: ExperimentSpec, seed: int, ctx: _SeedContext, make_model, npz: Path, meta: Path):
     import json
 
-    npz, meta = _gen0_paths(store, seed)
-    if npz.exists() and meta.exists():
-        rec = json.loads(meta.read_text())
-        record = GenerationRecord(0, rec["metrics"], rec["n_real"], 0, Provenance(((-1, False, rec["n_real"]),)),
-                                  rec["seconds"], rec["status"], rec["reason"])
-        model = _load_model(load_npz(npz), make_model) if rec["status"] == "ok" else None
-        grid = load_npz(npz.with_name(npz.stem + "-grid.npz")) if npz.with_name(npz.stem + "-grid.npz").exists() else None
-        return model, record, grid
-    model, record = _fit_generation0(spec, make_model, ctx.real, ctx.evaluator, ctx.streams)
-    grid = None
-    if model is not None:
-        save_npz(npz, _model_arrays(model))
-        grid = _grid_arrays(ctx.evaluator.last_samples)
-        if grid is not None:
-            save_npz(npz.with_name(npz.stem + "-grid.npz"), grid)
     from scloop.store.atomic import atomic_write_text
 
+    grid_npz = meta.with_name(meta.stem + "-grid.npz")
+    if meta.exists():
+        rec = json.loads(meta.read_text())
+        if rec["status"] != "ok" or npz.exists():
+            record = GenerationRecord(0, rec["metrics"], rec["n_real"], 0, Provenance(((-1, False, rec["n_real"]),)),
+                                      rec["seconds"], rec["status"], rec["reason"])
+            model = _load_model(load_npz(npz), make_model) if rec["status"] == "ok" else None
+            grid = load_npz(grid_npz) if grid_npz.exists() else None
+            return model, record, grid
+    if npz.exists():
+        # the model was fitted for another metric list: evaluate it here (the evaluation draws
+        # from the same (seed, generation 0, "eval") stream, so the numbers are those of a fit)
+        t0 = time.perf_counter()
+        model = _load_model(load_npz(npz), make_model)
+        try:
+            metrics, status, reason = ctx.evaluator(model, 0), "ok", ""
+        except Degenerate as exc:
+            model, metrics, status, reason = None, {}, "degenerate", str(exc)
+        record = GenerationRecord(0, metrics, len(ctx.real), 0, Provenance(((-1, False, len(ctx.real)),)),
+                                  {"sample": 0.0, "correct": 0.0, "train": 0.0, "eval": time.perf_counter() - t0},
+                                  status, reason)
+    else:
+        model, record = _fit_generation0(spec, make_model, ctx.real, ctx.evaluator, ctx.streams)
+        if model is not None:
+            save_npz(npz, _model_arrays(model))
+    grid = None
+    if model is not None:
+        grid = _grid_arrays(ctx.evaluator.last_samples)
+        if grid is not None:
+            save_npz(grid_npz, grid)
     atomic_write_text(meta, json.dumps({"metrics": dict(record.metrics), "n_real": record.n_real,
                                         "seconds": dict(record.seconds), "status": record.status,
                                         "reason": record.reason}))

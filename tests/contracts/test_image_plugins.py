@@ -26,6 +26,9 @@ CORRECTION_NAMES = CORRECTIONS.names("image")
 METRIC_NAMES = METRICS.names("image")
 GAMMAS = (0.0, 1.0, math.inf)
 PROJECTIONS = [n for n in CORRECTION_NAMES if n in ("kmeans", "nearest-real")]
+# corrections that map each image to one output image of the same label: the projections and
+# the plugins registered for any data (ot-real)
+SAME_SIZE = PROJECTIONS + [n for n in CORRECTION_NAMES if CORRECTIONS.domain(n) == "any"]
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -115,7 +118,7 @@ def test_correction_shape_dtype_labels(name, gamma, real, spare, cache_dir):
     assert x.dtype == np.float32 and x.ndim == 4 and x.shape[1:] == batch.x.shape[1:]
     assert y is not None and len(y) == len(x) <= len(batch)
     assert np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0
-    if name in PROJECTIONS:
+    if name in SAME_SIZE:
         assert len(x) == len(batch)
         np.testing.assert_array_equal(y, batch.y)
     else:  # verifier: an output row equal to an input row keeps that row's label
@@ -151,7 +154,7 @@ def test_correction_diagnostics(name, gamma, real, spare, cache_dir):
     assert 0.0 <= diag["fraction_changed"] <= 1.0
     assert diag["distinct_before"] == len(batch)  # 160 real + 40 noise images, all different
     assert diag["distinct_after"] == len(np.unique(_rows(out.data.x), axis=0))
-    if name in PROJECTIONS:  # displacement describes the output actually returned
+    if name in SAME_SIZE:  # displacement describes the output actually returned
         moved = np.sqrt(((out.data.x - batch.x).reshape(len(batch), -1) ** 2).sum(axis=1))
         assert diag["fraction_changed"] == pytest.approx(float((moved > 0).mean()))
 
@@ -214,7 +217,7 @@ def test_nearest_real_outputs_real_images_of_own_class(real, spare, cache_dir):
     np.testing.assert_array_equal(same.data.x, real.x[:50])
 
 
-@pytest.mark.parametrize("name", PROJECTIONS)
+@pytest.mark.parametrize("name", SAME_SIZE)
 def test_projection_rejects_unknown_class(name, real, spare, cache_dir):
     no_nines = real.take(real.y != 9)
     batch = _batch(spare)

@@ -12,7 +12,10 @@ from scloop.core.registry import CORRECTIONS, ConfigError, load_plugins
 from scloop.core.types import CorrectionContext, Data
 
 load_plugins()
-NAMES = CORRECTIONS.names("motion")
+# motion-specific corrections; plugins registered for ``any`` data (ot-real) also accept motion
+# windows and get the generic checks in test_any_domain_corrections_on_windows
+NAMES = [n for n in CORRECTIONS.names("motion") if CORRECTIONS.domain(n) == "motion"]
+ANY_NAMES = [n for n in CORRECTIONS.names("motion") if CORRECTIONS.domain(n) == "any"]
 FPS = 30.0
 
 
@@ -52,6 +55,22 @@ def test_shapes_labels_determinism(name, gamma, windows):
         assert np.array_equal(a.data.x, data.x) and a.diagnostics["fraction_changed"] == 0.0
     if math.isinf(gamma):
         assert a.diagnostics["tracking_error_cm"] < 10
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, math.inf])
+@pytest.mark.parametrize("name", ANY_NAMES)
+def test_any_domain_corrections_on_windows(name, gamma, windows):
+    data, _ = windows
+    real = data
+    synth = Data(data.x[::-1] + np.float32(0.01), data.y[::-1])  # perturbed windows, another order
+    c = CORRECTIONS.create(name, gamma=gamma).prepare(CorrectionContext(real), rng=np.random.default_rng(0))
+    a = c(synth, model=None, rng=np.random.default_rng(1))
+    b = c(synth, model=None, rng=np.random.default_rng(1))
+    assert a.data.x.shape == synth.x.shape and a.data.x.dtype == np.float32
+    assert np.array_equal(a.data.y, synth.y) and np.array_equal(a.data.x, b.data.x)
+    assert {"displacement", "fraction_changed"} <= set(a.diagnostics)
+    if gamma == 0.0:
+        assert np.array_equal(a.data.x, synth.x) and a.diagnostics["fraction_changed"] == 0.0
 
 
 def test_kinematic_grounds_floating_windows(windows):

@@ -348,17 +348,23 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ConfigError(
                 f"--set {item!r}: unknown key {path[0]!r}; allowed keys: {', '.join(sorted(KNOWN_KEYS - {'base'}))}"
             )
-        node = out
-        for i, part in enumerate(path[:-1]):
-            cur = node.get(part, DEFAULTS.get(part) if i == 0 else None)
-            if isinstance(cur, str):  # "gaussian" -> {"name": "gaussian"} so options can be set
-                cur = {"name": cur}
-            if not isinstance(cur, dict):
-                cur = {}
-            node[part] = dict(cur)
-            node = node[part]
-        node[path[-1]] = value
+        set_path(out, path, value)
     return out
+
+
+def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``raw[a][b]... = value`` in place for the key path ``[a, b, ...]``; a component given
+    by name (``model: ddpm``) becomes ``{name: ddpm}`` so that one of its options can be set."""
+    node = raw
+    for i, part in enumerate(path[:-1]):
+        cur = node.get(part, DEFAULTS.get(part) if i == 0 else None)
+        if isinstance(cur, str):  # "gaussian" -> {"name": "gaussian"} so options can be set
+            cur = {"name": cur}
+        if not isinstance(cur, dict):
+            cur = {}
+        node[part] = dict(cur)
+        node = node[part]
+    node[path[-1]] = copy.deepcopy(value)
 
 
 def load_spec(ref: str, overrides: list[str] | None = None, **direct: Any) -> ExperimentSpec:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
+ANY_DOMAIN = "any"  # a plugin registered with this domain works on every kind of array data
 
 
 class ConfigError(ValueError):
@@ -39,8 +40,9 @@ class Registry(Generic[T]):
 
     def register(self, name: str, *, domain: str = "vector") -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Register ``factory`` under ``name``.  ``domain`` says what data the plugin works on
-        (``vector``: (n, d) arrays; ``image``: (n, C, H, W) arrays in [0, 1]; ``motion``), so that
-        contract tests can feed each plugin data it accepts."""
+        (``vector``: (n, d) arrays; ``image``: (n, C, H, W) arrays in [0, 1]; ``motion``; or
+        ``any``: any (n, ...) array, e.g. the ``ot-real`` correction), so that the runner can
+        check a config and contract tests can feed each plugin data it accepts."""
 
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
@@ -52,11 +54,16 @@ class Registry(Generic[T]):
         return deco
 
     def names(self, domain: str | None = None) -> list[str]:
-        return sorted(n for n in self._factories if domain is None or self._domains[n] == domain)
+        """All names, or those usable on ``domain`` data (its own plugins and the ``any`` ones)."""
+        return sorted(n for n in self._factories if domain is None or self._domains[n] in (domain, ANY_DOMAIN))
 
     def domain(self, name: str) -> str:
         self.get(name)
         return self._domains[name]
+
+    def accepts(self, name: str, domain: str) -> bool:
+        """Whether plugin ``name`` works on ``domain`` data (its own domain, or ``any``)."""
+        return self.domain(name) in (domain, ANY_DOMAIN)
 
     def __contains__(self, name: object) -> bool:
         return name in self._factories

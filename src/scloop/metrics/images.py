@@ -23,6 +23,35 @@ held-out real images, falling back to ``MetricContext.reference``):
 * ``diversity`` (higher is better, 1 = as diverse as real): mean within-class pairwise L2
   feature distance of the samples divided by the same for the reference, both averaged over
   the classes present in the samples.
+* ``fid-paper`` (lower is better) and ``fid-paper-sd``: the paper's metric and its spread.  The
+  official code scores each generation by the FID of only 100 generated samples (PAPER_NOTES
+  §3.2).  Here ``draws`` (20) class-balanced subsets of ``n`` (100) images -- 10 per class,
+  drawn without replacement within each class -- are taken from the generation's evaluation
+  samples, the FID of each against the full reference is computed as ``fid`` does, and
+  ``fid-paper`` is the mean over the draws, ``fid-paper-sd`` their standard deviation (ddof 1):
+  the spread one would see between two 100-sample evaluations of the same model.  Both names
+  share one computation (memoised on the samples' features).  Subsets, not fresh samples:
+  sampling dominates the cost of a generation (20 x 100 extra images would double it), and the
+  evaluation samples are already independent draws from the model.  The subsets come from
+  ``numpy.random.default_rng(seed)`` created afresh at each call (metrics get no random stream
+  from the engine), so every arm and generation uses the same index subsets -- common random
+  numbers, as the engine's streams -- and the value is a deterministic function of the samples.
+  Drawing 100 of 1,000 without replacement understates the spread of truly independent
+  100-sample evaluations slightly (finite-population factor ~sqrt(1 - 100/1000) = 0.95).
+  Unlabelled samples (or option ``balanced: false``) are subsampled uniformly; a class with
+  fewer evaluation images than its share also falls back to uniform draws.  Class balance
+  matters: on 8x8 digits (1,200 real training images scored against the 597 held-out ones)
+  balanced 100-image draws give 0.37 +- 0.03, uniform ones 0.90 +- 0.24 (the full set: 0.17);
+  most of the spread of a uniform 100-sample FID is the random class mix.
+
+Network: the paper's feature network is a LeNet-5 with sigmoid activations throughout, average
+pooling, inputs resized to 32x32 and normalised with MNIST's mean/std, trained 10 epochs on the
+full MNIST training set.  scloop's :mod:`scloop.nets.classifier` keeps the 84-d sigmoid fc2
+features and the LeNet-5 layer sizes on 28x28 inputs, but uses ReLU hidden activations, max
+pooling, no resize, a small two-conv block on 8x8 digits, and trains on the task's training
+split; every image metric (``fid-paper`` included) uses this one network, so 100-sample and
+1,000-sample FIDs are in the same feature space.  The CPU probe (DIGITS_PROBE.md, round 2) found
+that a reconstructed all-sigmoid LeNet-5 compresses FID values but ranks the arms the same way.
 
 One forward pass per generation: a per-process :class:`FeatureSpace` (one per classifier
 digest) memoises the features of the last few image arrays seen, keyed on the array object
@@ -48,6 +77,9 @@ FEATURE_SEED = 0
 MEMO_SIZE = 4
 DIVERSITY_MAX_PER_CLASS = 1000  # pairwise distances are O(m^2): subsample larger classes
 RADII_CHUNK = 2048
+PAPER_N = 100  # the official code's evaluation size
+PAPER_DRAWS = 20
+PAPER_SEED = 0
 
 _SERIAL = itertools.count()
 
@@ -320,6 +352,68 @@ class Diversity(ImageMetric):
         return float(np.mean([gen[c] for c in classes]) / denom) if denom > 0 else float("nan")
 
 
+def paper_subsets(labels: np.ndarray | None, n_total: int, n: int, draws: int, rng: np.random.Generator,
+                  balanced: bool = True) -> list[np.ndarray]:
+    """``draws`` index arrays of ``n`` distinct rows of an array of ``n_total`` rows.
+
+    With labels and ``balanced``: class-balanced, as the official code's samples (labels cycling 0..9): each class
+    present gets n // C rows, the first n mod C classes (in label order) one more, drawn without
+    replacement within the class; if a class has too few rows for its share, the draw is uniform
+    over all rows instead.  Otherwise: uniform without replacement.  Rows are returned
+    sorted.  Random draws: per subset, one ``rng.choice`` per class in label order (or one over
+    all rows)."""
+    if n > n_total:
+        raise ValueError(f"fid-paper: {n} samples per draw but only {n_total} evaluation samples; raise task.n_eval")
+    if labels is not None and balanced:
+        classes, counts = np.unique(labels, return_counts=True)
+        share = np.full(len(classes), n // len(classes))
+        share[: n % len(classes)] += 1
+        members = [np.flatnonzero(labels == c) for c in classes]
+        stratified = bool((counts >= share).all())
+    out = []
+    for _ in range(draws):
+        if labels is not None and balanced and stratified:
+            idx = np.concatenate([rng.choice(m, size=s, replace=False) for m, s in zip(members, share)])
+        else:
+            idx = rng.choice(n_total, size=n, replace=False)
+        out.append(np.sort(idx))
+    return out
+
+
+class PaperFID(ImageMetric):
+    """The paper's 100-sample FID, repeated over ``draws`` subsets of the evaluation samples
+    (module docstring): ``stat="mean"`` (``fid-paper``, lower is better) or ``"sd"``
+    (``fid-paper-sd``, the spread across draws).  NaN when the features are non-finite."""
+
+    def __init__(self, name: str, stat: str, n: int, draws: int, seed: int, balanced: bool = True) -> None:
+        super().__init__(name)
+        self.stat, self.n, self.draws, self.seed, self.balanced = stat, n, draws, seed, balanced
+
+    def draw_values(self, fake: Embedded, real: Embedded) -> np.ndarray:
+        """The FID of each draw (draws,), memoised on the samples' features (shared between
+        ``fid-paper`` and ``fid-paper-sd``)."""
+        key = ("fid-paper", real.serial, self.n, self.draws, self.seed, self.balanced)
+        values = fake.derived.get(key)
+        if values is None:
+            rng = np.random.default_rng(self.seed)
+            subsets = paper_subsets(fake.y, len(fake.features), self.n, self.draws, rng, self.balanced)
+            fid = _fid_metric(real.features.shape[1])
+            fid.update(_as_tensor(real.features), real=True)
+            values = np.empty(len(subsets))
+            for i, idx in enumerate(subsets):
+                fid.reset()  # keeps the reference statistics (reset_real_features=False)
+                fid.update(_as_tensor(fake.features[idx]), real=False)
+                values[i] = float(fid.compute())
+            fake.derived[key] = values
+        return values
+
+    def _value(self, fake: Embedded, real: Embedded) -> float:
+        if len(real.features) < 2:
+            return float("nan")
+        values = self.draw_values(fake, real)
+        return float(values.mean() if self.stat == "mean" else values.std(ddof=1))
+
+
 def _check_k(k: Any) -> int:
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"k: got {k!r}; allowed: an integer >= 1 (nearest neighbours)")
@@ -360,3 +454,24 @@ def make_class_accuracy() -> ClassAccuracy:
 def make_diversity() -> Diversity:
     return Diversity("diversity")
 
+
+
+def _paper_options(n: Any, draws: Any, seed: Any, balanced: Any) -> tuple[int, int, int, bool]:
+    for key, value, low in (("n", n, 2), ("draws", draws, 2), ("seed", seed, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{key}: got {value!r}; allowed: an integer >= {low}")
+    if not isinstance(balanced, bool):
+        raise ConfigError(f"balanced: got {balanced!r}; allowed: true or false")
+    return int(n), int(draws), int(seed), balanced
+
+
+@METRICS.register("fid-paper", domain="image")
+def make_fid_paper(*, n: int = PAPER_N, draws: int = PAPER_DRAWS, seed: int = PAPER_SEED,
+                   balanced: bool = True) -> PaperFID:
+    return PaperFID("fid-paper", "mean", *_paper_options(n, draws, seed, balanced))
+
+
+@METRICS.register("fid-paper-sd", domain="image")
+def make_fid_paper_sd(*, n: int = PAPER_N, draws: int = PAPER_DRAWS, seed: int = PAPER_SEED,
+                      balanced: bool = True) -> PaperFID:
+    return PaperFID("fid-paper-sd", "sd", *_paper_options(n, draws, seed, balanced))

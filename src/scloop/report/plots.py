@@ -1,5 +1,6 @@
 """Figures of one run directory: metric vs generation for every metric, the theory overlay
-for the Gaussian mean error under the ``augment`` policy, and image grids for image tasks."""
+for the Gaussian mean error under the ``augment`` policy, and image grids for image tasks
+(stick-figure GIFs for motion tasks)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def plot_run(run_dir: Path) -> list[Path]:
 
         paths += theory_overlay(df[df.metric == "mean_error"], fig_dir / "mean_error_theory", predicted=predicted)
     if (run_dir / "samples").is_dir():
+        from scloop.report.motion import is_motion_run, write_motion_gifs
+
+        if is_motion_run(run_dir):  # stick-figure GIFs (figures/motion/<unit>/genGGGG.gif)
+            return paths + write_motion_gifs(run_dir)
         from scloop.report.images import grid_evolution, write_grids
 
         write_grids(run_dir)  # one PNG per generation per unit of seed 0 (figures/grids/...)

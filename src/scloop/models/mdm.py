@@ -1,0 +1,547 @@
+"""MDM-style motion diffusion model (PAPER_NOTES §3.3: Tevet et al. 2023, the paper's motion model).
+
+Data: windows ``(n, T, F)`` float32 of the canonical motion representation
+(:mod:`scloop.motion.representation`), labels ``y`` (n,) int (the task's condition: the action).
+The model standardises the features with the per-feature mean and std of the data it is first
+fitted on (generation 0, real data; MDM recomputes Mean/Std on the training subset) and keeps them
+for every later generation.
+
+Diffusion: ``timesteps`` steps (paper 1,000), ``schedule`` cosine (paper) or linear, and the
+network predicts **x0** (MDM), trained with
+
+    L = E || x0 - f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t, c) ||^2
+        + lambda_pos L_pos + lambda_vel L_vel + lambda_foot L_foot
+
+with condition dropout ``p_uncond`` (MDM ``cond_mask_prob`` 0.1).  The geometric terms (MDM's
+``lambda_rcxyz`` / ``lambda_vel`` / ``lambda_fc``; all 0 in the paper, and by default) are computed
+in metres on the un-normalised prediction: ``L_pos`` = mean squared error of the joint positions
+obtained by forward kinematics from the predicted 6-D rotations against the target's positions,
+``L_vel`` the same on their frame-to-frame differences, ``L_foot`` the squared world displacement
+of each contact joint on frames whose target contact label is 1 (the kinematic tree, bone offsets
+and contact joints are inferred from the training windows: :mod:`scloop.nets.motion_denoiser`).
+
+Network: :func:`scloop.nets.motion_denoiser.build_transformer` (MDM ``trans_enc``: a condition +
+time token in front of the frame tokens, ``layers`` x ``heads``, width ``latent``, feed-forward
+``ff_size``, GELU, ``dropout``).  The paper's size is latent 512, 8 layers, 4 heads, ff 1024.
+
+Sampling: guided x0 ``(1 + w) f(x_t, t, c) - w f(x_t, t, null)`` (``guidance`` w; w = 0 is the
+paper's guidance scale 1.0, i.e. plain conditional sampling, one forward per step) through
+diffusers' ancestral ``DDPMScheduler`` (variance "fixed_small", MDM's ``sigma_small``),
+``DDIMScheduler`` (eta 0) or ``DPMSolverMultistepScheduler`` (DPM-Solver++, 2nd order), all with
+``prediction_type="sample"``, in chunks of ``sample_batch``.
+
+Training: AdamW (``lr``, ``weight_decay``; paper 1e-4, 0, batch 64, no annealing); generation 0
+runs ``steps`` optimizer steps (paper 5,000 / 10,000 / 20,000 for n = 64 / 128 / 256), each later
+generation ``finetune_steps`` (paper 1,000) at ``finetune_lr`` (None: ``lr``) with a fresh AdamW
+(``finetune_optimizer="reset"``, the paper) or the kept one (``"keep"``).  Batches are drawn from
+a random permutation per epoch.  Dropout and the diffusion noise are drawn from private torch
+RNG streams seeded from ``rng``: same seed, same weights.  torch and diffusers are imported inside
+methods only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from typing import TYPE_CHECKING, Any, Mapping, Self
+
+import numpy as np
+
+from scloop.core.registry import MODELS, ConfigError
+from scloop.core.types import Data, Degenerate
+from scloop.models.ddpm import _choice, _int, _number, _seed
+from scloop.nets import DEVICES
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+SAMPLERS = ("ddpm", "ddim", "dpm")
+DEFAULT_SAMPLE_STEPS = {"ddim": 50, "dpm": 20}  # ddpm: all timesteps
+LR_DECAYS = ("constant", "linear")
+FINETUNE_OPTIMIZERS = ("reset", "keep")
+STD_FLOOR = 1e-3  # per-feature std floor of the standardisation (near-constant channels)
+
+
+class MDMModel:
+    """Class-conditional x0-prediction motion diffusion (module docstring).
+
+    Learned state: ``net_``, ``opt_`` (AdamW), ``shape_`` (T, F), ``n_classes_``, ``mean_`` /
+    ``std_`` (F,), ``kin_`` (inferred kinematics, only with a geometric loss), diagnostics
+    ``n_params_``, ``train_steps_``, ``last_train_steps_``, ``first_train_loss_``,
+    ``last_train_loss_`` (mean of the last <= 50 steps), ``last_train_seconds_``, ``last_lr_``,
+    ``last_sample_seconds_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_classes: int | None = None,
+        fps: float = 20.0,
+        latent: int = 256,
+        layers: int = 4,
+        heads: int = 4,
+        ff_size: int = 1024,
+        dropout: float = 0.1,
+        timesteps: int = 1000,
+        schedule: str = "cosine",
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        p_uncond: float = 0.1,
+        guidance: float = 0.0,
+        lambda_pos: float = 0.0,
+        lambda_vel: float = 0.0,
+        lambda_foot: float = 0.0,
+        steps: int = 5000,
+        batch_size: int = 64,
+        lr: float = 1e-4,
+        lr_decay: str = "constant",
+        weight_decay: float = 0.0,
+        finetune_steps: int = 1000,
+        finetune_lr: float | None = None,
+        finetune_optimizer: str = "reset",
+        sampler: str = "ddpm",
+        sample_steps: int | None = None,
+        sample_batch: int = 256,
+        device: str = "auto",
+    ) -> None:
+        self.n_classes = n_classes
+        self.fps = fps
+        self.latent = latent
+        self.layers = layers
+        self.heads = heads
+        self.ff_size = ff_size
+        self.dropout = dropout
+        self.timesteps = timesteps
+        self.schedule = schedule
+        self.beta_start = beta_start
+        self.beta_end = beta_end
+        self.p_uncond = p_uncond
+        self.guidance = guidance
+        self.lambda_pos = lambda_pos
+        self.lambda_vel = lambda_vel
+        self.lambda_foot = lambda_foot
+        self.steps = steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.lr_decay = lr_decay
+        self.weight_decay = weight_decay
+        self.finetune_steps = finetune_steps
+        self.finetune_lr = finetune_lr
+        self.finetune_optimizer = finetune_optimizer
+        self.sampler = sampler
+        self.sample_steps = sample_steps
+        self.sample_batch = sample_batch
+        self.device = device
+
+    # ------------------------------------------------------------------ pieces
+
+    def _device(self) -> "torch.device":
+        from scloop.nets import resolve_device
+
+        return resolve_device(self.device)
+
+    @property
+    def geometric(self) -> bool:
+        return self.lambda_pos > 0 or self.lambda_vel > 0 or self.lambda_foot > 0
+
+    def _build_net(self, seed: int | None) -> "torch.nn.Module":
+        import torch
+
+        from scloop.nets.motion_denoiser import build_transformer
+
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            net = build_transformer(self.shape_[1], self.n_classes_, latent=self.latent, layers=self.layers,
+                                    heads=self.heads, ff_size=self.ff_size, dropout=self.dropout,
+                                    max_len=self.shape_[0] + 1)
+        return net.to(self._device())
+
+    def _new_optimizer(self, lr: float) -> "torch.optim.Optimizer":
+        import torch
+
+        return torch.optim.AdamW(self.net_.parameters(), lr=lr, weight_decay=self.weight_decay)
+
+    def _scheduler_kwargs(self) -> dict[str, Any]:
+        return dict(num_train_timesteps=self.timesteps, beta_start=self.beta_start, beta_end=self.beta_end,
+                    beta_schedule=SCHEDULES[self.schedule], prediction_type="sample")
+
+    def _alphas_cumprod(self) -> "torch.Tensor":
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(**self._scheduler_kwargs(), clip_sample=False).alphas_cumprod
+
+    def _sample_scheduler(self) -> Any:
+        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+        kw = self._scheduler_kwargs()
+        if self.sampler == "ddpm":
+            return DDPMScheduler(**kw, variance_type="fixed_small", clip_sample=False)
+        if self.sampler == "ddim":
+            return DDIMScheduler(**kw, clip_sample=False, set_alpha_to_one=True)
+        return DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2)
+
+    def _n_sample_steps(self) -> int:
+        if self.sample_steps is not None:
+            return int(self.sample_steps)
+        return self.timesteps if self.sampler == "ddpm" else min(DEFAULT_SAMPLE_STEPS[self.sampler], self.timesteps)
+
+    def _check_data(self, data: Data, who: str) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(data.x)
+        if x.ndim != 3:
+            raise ValueError(f"MDMModel.{who}: expected motion windows of shape (n, T, F), got {x.shape}")
+        if len(x) == 0:
+            raise Degenerate(f"MDMModel.{who}: no training windows")
+        if data.y is None:
+            raise ValueError(f"MDMModel.{who}: a conditional motion model needs labels (Data.y)")
+        y = np.asarray(data.y).astype(np.int64)
+        if not np.all(np.isfinite(x)):
+            raise Degenerate(f"MDMModel.{who}: training windows contain NaN/inf")
+        return x, y
+
+    def _tensors(self, x: np.ndarray, y: np.ndarray, who: str) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+        """-> (normalised x0 (n, T, F), raw x0, labels) on the device."""
+        import torch
+
+        if tuple(x.shape[1:]) != tuple(self.shape_):
+            raise ValueError(f"MDMModel.{who}: windows of shape {tuple(x.shape[1:])}, model fitted on {self.shape_}")
+        if y.min() < 0 or y.max() >= self.n_classes_:
+            raise ValueError(f"MDMModel.{who}: labels must lie in 0..{self.n_classes_ - 1}, got {y.min()}..{y.max()}")
+        dev = self._device()
+        raw = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=dev)
+        mean, std = self._stats(dev)
+        return (raw - mean) / std, raw, torch.as_tensor(y, device=dev)
+
+    def _stats(self, dev) -> tuple["torch.Tensor", "torch.Tensor"]:
+        import torch
+
+        return (torch.as_tensor(self.mean_, dtype=torch.float32, device=dev),
+                torch.as_tensor(self.std_, dtype=torch.float32, device=dev))
+
+    def _geometric_loss(self, pred: "torch.Tensor", raw: "torch.Tensor") -> "torch.Tensor":
+        """lambda-weighted position, velocity and foot-contact losses (metres) on the
+        un-normalised prediction ``pred`` against the raw target ``raw`` (B, T, F)."""
+        import torch
+
+        from scloop.nets.motion_denoiser import fk_positions, foot_displacement, layout_from_features
+
+        lay = layout_from_features(self.shape_[1])
+        J = len(self.kin_.parents)
+        P_hat = fk_positions(pred, self.kin_, lay)
+        P = raw[..., lay["positions"]].reshape(*raw.shape[:2], J, 3)
+        loss = pred.new_zeros(())
+        if self.lambda_pos > 0:
+            loss = loss + self.lambda_pos * ((P_hat - P) ** 2).sum(-1).mean()
+        if self.lambda_vel > 0:
+            loss = loss + self.lambda_vel * ((P_hat.diff(dim=1) - P.diff(dim=1)) ** 2).sum(-1).mean()
+        if self.lambda_foot > 0 and len(self.kin_.feet):
+            d = foot_displacement(pred, P_hat, self.kin_, lay, float(self.fps))
+            contact = (raw[..., lay["contacts"]] > 0.5).to(pred.dtype)  # (B, T, n_feet)
+            loss = loss + self.lambda_foot * ((d ** 2).sum(-1) * contact).mean()
+        return loss
+
+    def _train(self, x0: "torch.Tensor", raw: "torch.Tensor", y: "torch.Tensor", *, steps: int, lr: float,
+               decay: str, seed: int) -> None:
+        import torch
+
+        dev = x0.device
+        gen = torch.Generator(dev).manual_seed(seed)
+        abar = self._alphas_cumprod().to(dev, torch.float32)
+        n, bs = len(x0), min(self.batch_size, len(x0))
+        per_epoch = math.ceil(n / bs)
+        mean, std = self._stats(dev)
+        losses = torch.zeros(steps, device=dev)
+        net, opt = self.net_, self.opt_
+        net.train()
+        t_start = time.perf_counter()
+        s = 0
+        with torch.random.fork_rng(devices=[] if dev.type == "cpu" else [dev]):
+            torch.manual_seed(seed)  # dropout masks
+            while s < steps:
+                perm = torch.randperm(n, generator=gen, device=dev)
+                for b in range(per_epoch):
+                    if s >= steps:
+                        break
+                    rate = lr * (1 - s / steps) if decay == "linear" else lr
+                    for group in opt.param_groups:
+                        group["lr"] = rate
+                    idx = perm[b * bs: (b + 1) * bs]
+                    xb, yb = x0[idx], y[idx]
+                    t = torch.randint(0, self.timesteps, (len(idx),), generator=gen, device=dev)
+                    eps = torch.randn(xb.shape, generator=gen, device=dev)
+                    drop = torch.rand(len(idx), generator=gen, device=dev) < self.p_uncond
+                    yb = torch.where(drop, torch.full_like(yb, self.n_classes_), yb)
+                    a = abar[t].view(-1, 1, 1)
+                    pred = net(a.sqrt() * xb + (1 - a).sqrt() * eps, t, yb)
+                    loss = torch.mean((pred - xb) ** 2)
+                    if self.geometric:
+                        loss = loss + self._geometric_loss(pred * std + mean, raw[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    losses[s] = loss.detach()
+                    s += 1
+        net.eval()
+        hist = losses.cpu().numpy()
+        self.last_train_seconds_ = time.perf_counter() - t_start
+        self.last_train_steps_ = int(steps)
+        self.train_steps_ = int(getattr(self, "train_steps_", 0)) + int(steps)
+        self.last_lr_ = float(opt.param_groups[0]["lr"])
+        self.first_train_loss_ = float(hist[0]) if steps else math.nan
+        self.last_train_loss_ = float(hist[-min(50, steps):].mean()) if steps else math.nan
+        if not np.all(np.isfinite(hist)):
+            raise Degenerate(f"MDM training loss became non-finite at step {int(np.argmin(np.isfinite(hist)))}")
+
+    def _check_fitted(self, who: str) -> None:
+        if not hasattr(self, "net_"):
+            raise RuntimeError(f"MDMModel.{who}: the model is not fitted; call fit() or load_state_dict() first")
+
+    # ------------------------------------------------------------------ protocol
+
+    def fit(self, data: Data, *, rng: np.random.Generator) -> Self:
+        """Fresh network (initialised from ``rng``), standardisation from ``data``, ``steps``
+        AdamW steps (generation 0)."""
+        x, y = self._check_data(data, "fit")
+        self.shape_ = tuple(int(s) for s in x.shape[1:])
+        self.n_classes_ = int(self.n_classes) if self.n_classes is not None else int(y.max()) + 1
+        self.mean_ = x.reshape(-1, x.shape[-1]).mean(0).astype(np.float32)
+        self.std_ = np.maximum(x.reshape(-1, x.shape[-1]).std(0), STD_FLOOR).astype(np.float32)
+        if self.geometric:
+            from scloop.nets.motion_denoiser import infer_kinematics
+
+            self.kin_ = infer_kinematics(x, fps=self.fps)
+        x0, raw, yt = self._tensors(x, y, "fit")
+        init_seed, train_seed = _seed(rng), _seed(rng)
+        self.train_steps_ = 0
+        self.net_ = self._build_net(init_seed)
+        self.n_params_ = int(sum(p.numel() for p in self.net_.parameters()))
+        self.opt_ = self._new_optimizer(self.lr)
+        self._train(x0, raw, yt, steps=self.steps, lr=self.lr, decay=self.lr_decay, seed=train_seed)
+        return self
+
+    def finetune_rate(self) -> float:
+        return float(self.lr if self.finetune_lr is None else self.finetune_lr)
+
+    def update(self, data: Data, *, rng: np.random.Generator) -> Self:
+        """``finetune_steps`` more steps at the constant :meth:`finetune_rate` on ``data`` (real +
+        synthetic); a fresh AdamW (``finetune_optimizer="reset"``, the paper) or the kept one."""
+        self._check_fitted("update")
+        x, y = self._check_data(data, "update")
+        x0, raw, yt = self._tensors(x, y, "update")
+        if self.geometric and not hasattr(self, "kin_"):  # a checkpoint fitted without geometric losses
+            from scloop.nets.motion_denoiser import infer_kinematics
+
+            self.kin_ = infer_kinematics(x, fps=self.fps)
+        rate = self.finetune_rate()
+        if self.finetune_optimizer == "reset":
+            self.opt_ = self._new_optimizer(rate)
+        self._train(x0, raw, yt, steps=self.finetune_steps, lr=rate, decay="constant", seed=_seed(rng))
+        return self
+
+    def sample(self, n: int, *, rng: np.random.Generator, conditions: np.ndarray | None = None) -> Data:
+        """``n`` windows (n, T, F) float32 in the data's units; ``conditions`` (n,) labels, None ->
+        ``arange(n) % n_classes`` (balanced).  Raises :class:`Degenerate` on NaN/inf."""
+        self._check_fitted("sample")
+        if conditions is None:
+            labels = np.arange(n, dtype=np.int64) % self.n_classes_
+        else:
+            labels = np.asarray(conditions).astype(np.int64).reshape(-1)
+            if len(labels) != n:
+                raise ValueError(f"MDMModel.sample: {len(labels)} conditions for n={n} samples")
+            if n and (labels.min() < 0 or labels.max() >= self.n_classes_):
+                raise ValueError(f"MDMModel.sample: conditions must lie in 0..{self.n_classes_ - 1}")
+        if n == 0:
+            return Data(np.zeros((0, *self.shape_), dtype=np.float32), labels)
+        import torch
+
+        t0 = time.perf_counter()
+        dev = self._device()
+        gen = torch.Generator(dev).manual_seed(_seed(rng))
+        out = []
+        self.net_.eval()
+        with torch.no_grad():
+            for start in range(0, n, self.sample_batch):
+                yb = torch.as_tensor(labels[start: start + self.sample_batch], device=dev)
+                out.append(self._sample_chunk(yb, gen).cpu())
+        mean, std = self._stats(torch.device("cpu"))
+        x = (torch.cat(out) * std + mean).numpy().astype(np.float32)
+        self.last_sample_seconds_ = time.perf_counter() - t0
+        if not np.all(np.isfinite(x)):
+            raise Degenerate("MDM sampling produced NaN/inf")
+        return Data(x, labels)
+
+    def _predict_x0(self, x: "torch.Tensor", t: int, y: "torch.Tensor", y2: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        b, w = len(y), float(self.guidance)
+        if w == 0:
+            return self.net_(x, torch.full((b,), t, device=x.device, dtype=torch.long), y)
+        tt = torch.full((2 * b,), t, device=x.device, dtype=torch.long)
+        c, u = self.net_(torch.cat([x, x]), tt, y2).chunk(2)
+        return (1 + w) * c - w * u
+
+    def _sample_chunk(self, y: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
+        import torch
+
+        sched = self._sample_scheduler()
+        sched.set_timesteps(self._n_sample_steps(), device=y.device)
+        x = torch.randn((len(y), *self.shape_), generator=gen, device=y.device) * float(sched.init_noise_sigma)
+        y2 = torch.cat([y, torch.full_like(y, self.n_classes_)])
+        for t in sched.timesteps:
+            x0 = self._predict_x0(x, int(t), y, y2)
+            x = sched.step(x0, t, x, generator=gen).prev_sample
+        return x
+
+    def denoising_loss(self, data: Data, *, rng: np.random.Generator, repeats: int = 1) -> float:
+        """Mean conditional x0-prediction loss (normalised units) over ``data``; no dropout, no grad."""
+        self._check_fitted("denoising_loss")
+        import torch
+
+        x, y = self._check_data(data, "denoising_loss")
+        x0, _, yt = self._tensors(x, y, "denoising_loss")
+        dev = x0.device
+        gen = torch.Generator(dev).manual_seed(_seed(rng))
+        abar = self._alphas_cumprod().to(dev, torch.float32)
+        total, count = 0.0, 0
+        self.net_.eval()
+        with torch.no_grad():
+            for _ in range(repeats):
+                for start in range(0, len(x0), self.sample_batch):
+                    xb, yb = x0[start: start + self.sample_batch], yt[start: start + self.sample_batch]
+                    t = torch.randint(0, self.timesteps, (len(xb),), generator=gen, device=dev)
+                    eps = torch.randn(xb.shape, generator=gen, device=dev)
+                    a = abar[t].view(-1, 1, 1)
+                    err = (self.net_(a.sqrt() * xb + (1 - a).sqrt() * eps, t, yb) - xb) ** 2
+                    total += float(err.mean(dim=(1, 2)).sum())
+                    count += len(xb)
+        return total / count
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat numeric arrays: ``net/<name>``, ``opt/<param>/{exp_avg, exp_avg_sq, step}``,
+        ``opt/lr``, ``meta/{shape, n_classes, mean, std, train_steps}`` and, with a geometric
+        loss, ``kin/{parents, offsets, feet, residual}``."""
+        self._check_fitted("state_dict")
+        state: dict[str, np.ndarray] = {
+            "meta/shape": np.asarray(self.shape_, dtype=np.int64),
+            "meta/n_classes": np.asarray(self.n_classes_, dtype=np.int64),
+            "meta/mean": np.asarray(self.mean_, dtype=np.float32).copy(),
+            "meta/std": np.asarray(self.std_, dtype=np.float32).copy(),
+            "meta/train_steps": np.asarray(getattr(self, "train_steps_", 0), dtype=np.int64),
+            "opt/lr": np.asarray(self.opt_.param_groups[0]["lr"], dtype=np.float64),
+        }
+        if hasattr(self, "kin_"):
+            state.update({"kin/parents": self.kin_.parents.copy(), "kin/offsets": self.kin_.offsets.copy(),
+                          "kin/feet": self.kin_.feet.copy(), "kin/residual": np.asarray(self.kin_.residual)})
+        for name, tensor in self.net_.state_dict().items():
+            state[f"net/{name}"] = tensor.detach().cpu().numpy().copy()
+        for name, p in self.net_.named_parameters():
+            for key, value in self.opt_.state.get(p, {}).items():
+                state[f"opt/{name}/{key}"] = np.asarray(value.detach().cpu().numpy()).copy()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Self:
+        """Restore weights, standardisation and AdamW state written by :meth:`state_dict`."""
+        import torch
+
+        from scloop.nets.motion_denoiser import Kinematics
+
+        self.shape_ = tuple(int(s) for s in np.asarray(state["meta/shape"]))
+        self.n_classes_ = int(np.asarray(state["meta/n_classes"]))
+        self.mean_ = np.array(state["meta/mean"], dtype=np.float32)
+        self.std_ = np.array(state["meta/std"], dtype=np.float32)
+        self.train_steps_ = int(np.asarray(state["meta/train_steps"]))
+        if "kin/parents" in state:
+            self.kin_ = Kinematics(np.array(state["kin/parents"]), np.array(state["kin/offsets"]),
+                                   np.array(state["kin/feet"]), float(np.asarray(state["kin/residual"])))
+        self.net_ = self._build_net(seed=None)
+        dev = self._device()
+        weights = {k[4:]: torch.as_tensor(np.asarray(v)) for k, v in state.items() if k.startswith("net/")}
+        self.net_.load_state_dict(weights, strict=True)
+        self.n_params_ = int(sum(p.numel() for p in self.net_.parameters()))
+        self.opt_ = self._new_optimizer(float(np.asarray(state["opt/lr"])))
+        for name, p in self.net_.named_parameters():
+            slot = {}
+            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                if f"opt/{name}/{key}" in state:
+                    slot[key] = torch.as_tensor(np.array(state[f"opt/{name}/{key}"]), device=dev)
+            if f"opt/{name}/step" in state:
+                slot["step"] = torch.as_tensor(np.array(state[f"opt/{name}/step"]))
+            if slot:
+                self.opt_.state[p] = slot
+        self.net_.eval()
+        return self
+
+
+# ---------------------------------------------------------------------- factory
+
+
+def _validated(o: dict[str, Any]) -> dict[str, Any]:
+    """Check every option (ConfigError naming ``model.<option>``) and coerce numbers."""
+    _int("n_classes", o["n_classes"], 1, optional=True)
+    _number("fps", o["fps"], strict=True)
+    for k in ("latent", "layers", "heads", "ff_size", "batch_size", "sample_batch"):
+        _int(k, o[k], 1)
+    if not isinstance(o["latent"], bool) and isinstance(o["latent"], int) and isinstance(o["heads"], int) \
+            and o["latent"] % o["heads"]:
+        raise ConfigError(f"model.heads: got {o['heads']!r}; allowed: a divisor of latent ({o['latent']})")
+    _number("dropout", o["dropout"], high=0.99)
+    _int("timesteps", o["timesteps"], 2)
+    _choice("schedule", o["schedule"], tuple(SCHEDULES))
+    _number("beta_start", o["beta_start"], strict=True, high=1.0)
+    _number("beta_end", o["beta_end"], strict=True, high=1.0)
+    if o["schedule"] == "linear" and o["beta_end"] < o["beta_start"]:
+        raise ConfigError(f"model.beta_end: got {o['beta_end']!r} < beta_start {o['beta_start']!r}; "
+                          "allowed: >= beta_start")
+    _number("p_uncond", o["p_uncond"], high=1.0)
+    _number("guidance", o["guidance"])
+    for k in ("lambda_pos", "lambda_vel", "lambda_foot"):
+        _number(k, o[k])
+    _int("steps", o["steps"], 0)
+    _number("lr", o["lr"], strict=True)
+    _choice("lr_decay", o["lr_decay"], LR_DECAYS)
+    _number("weight_decay", o["weight_decay"])
+    _int("finetune_steps", o["finetune_steps"], 0)
+    if o["finetune_lr"] is not None:
+        _number("finetune_lr", o["finetune_lr"])
+    _choice("finetune_optimizer", o["finetune_optimizer"], FINETUNE_OPTIMIZERS)
+    _choice("sampler", o["sampler"], SAMPLERS)
+    _int("sample_steps", o["sample_steps"], 1, optional=True)
+    if o["sample_steps"] is not None and o["sample_steps"] > o["timesteps"]:
+        raise ConfigError(f"model.sample_steps: got {o['sample_steps']!r}; allowed: <= timesteps ({o['timesteps']})")
+    _choice("device", o["device"], DEVICES)
+    o = dict(o)
+    for k in ("latent", "layers", "heads", "ff_size", "timesteps", "steps", "batch_size", "finetune_steps",
+              "sample_batch"):
+        o[k] = int(o[k])
+    for k in ("n_classes", "sample_steps"):
+        o[k] = None if o[k] is None else int(o[k])
+    for k in ("fps", "dropout", "beta_start", "beta_end", "p_uncond", "guidance", "lambda_pos", "lambda_vel",
+              "lambda_foot", "lr", "weight_decay"):
+        o[k] = float(o[k])
+    o["finetune_lr"] = None if o["finetune_lr"] is None else float(o["finetune_lr"])
+    return o
+
+
+@MODELS.register("mdm", domain="motion")
+def make_mdm(**options: Any) -> MDMModel:
+    """MDM-style motion diffusion (PAPER_NOTES §3.3).
+
+    Network: ``latent``, ``layers``, ``heads``, ``ff_size``, ``dropout`` (paper: 512, 8, 4, 1024,
+    0.1).  Diffusion: ``timesteps``, ``schedule`` cosine | linear (``beta_start`` -> ``beta_end``),
+    x0-prediction, ``p_uncond``, ``guidance`` w (0 = plain conditional).  Geometric losses:
+    ``lambda_pos``, ``lambda_vel``, ``lambda_foot`` (paper: 0), at ``fps``.  Conditions:
+    ``n_classes`` (None: max label + 1 of the generation-0 data).  Generation 0: ``steps``,
+    ``batch_size``, ``lr``, ``lr_decay``, ``weight_decay`` (AdamW).  Later generations:
+    ``finetune_steps``, ``finetune_lr`` (None: lr), ``finetune_optimizer`` reset | keep.
+    Sampling: ``sampler`` ddpm | ddim | dpm, ``sample_steps`` (None: timesteps / 50 / 20),
+    ``sample_batch``.  ``device`` auto | cpu | cuda.
+    """
+    defaults = {k: p.default for k, p in inspect.signature(MDMModel).parameters.items()}
+    return MDMModel(**_validated({**defaults, **options}))
+
+
+make_mdm.__signature__ = inspect.signature(MDMModel).replace(return_annotation="MDMModel")  # type: ignore[attr-defined]

@@ -1,0 +1,547 @@
+"""A static HTML report of a sweep or a run: ``<dir>/report/index.html`` plus its PNG/SVG figures.
+
+Sections (each only when the data has it):
+
+1. runs and their states (failed runs with their error);
+2. every metric vs generation, per facet (the run-level parameters that vary across runs, e.g.
+   policy or n), one panel per (correction, lambda), seed mean with a t-based 95% band;
+   for Gaussian tasks with the ``augment`` policy the closed-form mean-error prediction overlaid;
+3. (lambda, gamma) phase diagrams of the final-generation seed mean and of the first generation at
+   which the seed mean crosses a collapse threshold (default: twice -- or, for metrics where
+   higher is better, half -- the cell's generation-0 value), with the cells where Theorem 4.3's
+   factor rho(lambda)/(1+gamma) < 1 outlined for Gaussian tasks;
+4. verdict tables: each corrector against no-correction at the last generation (paired by seed);
+5. image grids and motion animations kept by the runs;
+6. compute per stage (sample / correct / train / eval seconds per generation);
+7. the resolved config of every run (and the sweep file).
+
+Everything is written inside the directory; the page uses no script or style from the network
+and opens from disk.  A few lines of inline script count images that fail to load and show a
+warning (``body[data-broken-images]``, also used by the browser test).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from scloop.core.registry import ConfigError
+
+SKIP_PREFIXES = ("correction_",)
+STAGES = ("sample_seconds", "correct_seconds", "train_seconds", "eval_seconds")
+MAX_FACETS = 16
+
+
+def higher_is_better(metric: str) -> bool:
+    """Orientation of a metric (:func:`scloop.report.verdicts.is_higher_better`); a metric it
+    does not know is drawn as lower-is-better (distances, violations)."""
+    from scloop.report.verdicts import is_higher_better
+
+    try:
+        return is_higher_better(metric)
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Source:
+    title: str
+    description: str
+    df: Any  # tidy pandas DataFrame
+    runs: list[dict[str, Any]]  # run_id, params, config, state, error, seconds
+    run_dirs: dict[str, Path]
+    sweep_yaml: str | None
+
+
+def _load(path: Path) -> _Source:
+    import yaml
+
+    from scloop.store import RunStore, SweepStore, is_sweep_dir
+
+    if is_sweep_dir(path):
+        s = SweepStore(path)
+        try:
+            df = s.table()
+            runs = s.run_rows()
+        finally:
+            s.close()
+        sweep_yaml = (path / "sweep.yaml").read_text() if (path / "sweep.yaml").exists() else None
+        meta = yaml.safe_load(sweep_yaml) if sweep_yaml else {}
+        return _Source(f"Sweep {meta.get('name', path.name)}", meta.get("description", "") or "", df, runs,
+                       {r["run_id"]: path / "runs" / r["run_id"] for r in runs}, sweep_yaml)
+    if (path / "results.sqlite").exists():
+        r = RunStore(path)
+        try:
+            df = r.table()
+            cfg = r.config_text()
+            st = r.status()
+        finally:
+            r.close()
+        run = {"run_id": path.name, "params": {}, "config": cfg, "state": st.get("state", "?"),
+               "error": st.get("error"), "seconds": None, "attempts": None}
+        return _Source(f"Run {path.name}", "", df, [run], {path.name: path}, None)
+    raise ConfigError(f"report: {str(path)!r} is neither a sweep directory (with sweep.sqlite) nor a run "
+                      "directory (with results.sqlite)")
+
+
+# ---------------------------------------------------------------------- facets
+def _facet_keys(src: _Source) -> list[str]:
+    """Run-level parameters that vary across runs (lambda, gamma, correction are drawn inside
+    the figures, so they are not facets)."""
+    df = src.df
+    keys: list[str] = []
+    for k in dict.fromkeys(k for r in src.runs for k in r["params"]):
+        col = k if k in df.columns else None
+        if col is None or k in ("lambda", "gamma", "correction", "arms", "seeds", "seed"):
+            continue
+        if df[col].astype(str).nunique() > 1:
+            keys.append(col)
+    for col in ("task", "policy", "n_real"):
+        if col not in keys and col in df.columns and df[col].astype(str).nunique() > 1:
+            keys.append(col)
+    return keys
+
+
+def _facets(df, keys: list[str]) -> list[tuple[str, Any]]:
+    # Runs that differ only in lambda/gamma each carry the same baseline unit (same generation 0,
+    # real data only): keep one copy of rows that coincide on everything but the run id.
+    ident = [c for c in ("task", "policy", "n_real", "arm", "correction", "lambda", "gamma", "seed", "generation",
+                         "metric") if c in df.columns] + [k for k in keys if k not in ("task", "policy", "n_real")]
+    df = df.drop_duplicates(subset=ident, keep="first")
+    if not keys:
+        return [("", df)]
+    out = []
+    for vals, sub in df.groupby(keys, sort=False, dropna=False):
+        vals = vals if isinstance(vals, tuple) else (vals,)
+        label = ", ".join(f"{k} = {v}" for k, v in zip(keys, vals))
+        out.append((label, sub))
+    return out
+
+
+def _slug(text: str) -> str:
+    import re
+
+    s = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return s[:60] or "all"
+
+
+# ---------------------------------------------------------------------- phase diagrams
+def _curves(df, metric: str):
+    """Seed-mean curve per (correction, lambda, gamma) of arm ``correction``: dict -> (gens, means)."""
+    sub = df[(df["metric"] == metric) & (df["arm"] == "correction")]
+    if sub.empty:
+        return {}
+    g = sub.groupby(["correction", "lambda", "gamma", "generation"], dropna=False)["value"].mean()
+    out: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    for (c, lam, gam), s in g.groupby(level=[0, 1, 2], sort=True):
+        s = s.droplevel([0, 1, 2]).sort_index()
+        out[(c, float(lam), float(gam))] = (s.index.to_numpy(), s.to_numpy(dtype=float))
+    return out
+
+
+def first_crossing(gens: np.ndarray, means: np.ndarray, threshold: float, higher_better: bool) -> float:
+    """First generation whose seed mean is past ``threshold`` (above it for lower-is-better
+    metrics, below it for higher-is-better ones; a non-finite mean counts as crossed -- the
+    loop degenerated); NaN when it never crosses."""
+    bad = ~np.isfinite(means) | ((means < threshold) if higher_better else (means > threshold))
+    idx = np.flatnonzero(bad)
+    return float(gens[idx[0]]) if idx.size else math.nan
+
+
+def phase_tables(df, metric: str, threshold: float | None = None):
+    """Per correction: (lambdas, gammas, final-mean matrix, crossing-generation matrix, last gen,
+    thresholds used).  Rows = lambda, columns = gamma."""
+    hib = higher_is_better(metric)
+    out = {}
+    curves = _curves(df, metric)
+    for corr in sorted({k[0] for k in curves}):
+        keys = [k for k in curves if k[0] == corr]
+        lams = sorted({k[1] for k in keys})
+        gams = sorted({k[2] for k in keys})
+        final = np.full((len(lams), len(gams)), np.nan)
+        cross = np.full_like(final, np.nan)
+        last = 0
+        used = []
+        for (_, lam, gam) in keys:
+            gens, means = curves[(corr, lam, gam)]
+            i, j = lams.index(lam), gams.index(gam)
+            final[i, j] = means[-1]
+            last = max(last, int(gens[-1]))
+            g0 = means[gens == 0]
+            thr = threshold
+            if thr is None:
+                base = float(g0[0]) if g0.size else math.nan
+                thr = base * (0.5 if hib else 2.0)
+            used.append(thr)
+            cross[i, j] = first_crossing(gens[gens > 0], means[gens > 0], thr, hib) if math.isfinite(thr) else math.nan
+        out[corr] = (lams, gams, final, cross, last, used)
+    return out
+
+
+def _fmt(x: float) -> str:
+    if not math.isfinite(x):
+        return "∞" if x > 0 else ("nan" if math.isnan(x) else "-∞")
+    ax = abs(x)
+    if ax != 0 and (ax < 1e-2 or ax >= 1e4):
+        return f"{x:.2e}"
+    return f"{x:.3g}"
+
+
+def _phase_figure(lams, gams, mat, *, title: str, cbar: str, stem: Path, never_label: str | None = None,
+                  theory_mask: np.ndarray | None = None, log: bool = False) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
+
+    from scloop.report.figures import _save
+
+    fig, ax = plt.subplots(figsize=(1.1 * len(gams) + 2.6, 0.7 * len(lams) + 1.8))
+    data = np.ma.masked_invalid(mat)
+    norm = None
+    if log and np.isfinite(mat).any() and np.nanmin(mat) > 0:
+        norm = LogNorm(vmin=np.nanmin(mat), vmax=max(np.nanmax(mat), np.nanmin(mat) * 1.0001))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+    im = ax.imshow(data, origin="lower", aspect="auto", cmap=cmap, norm=norm)
+    ax.set_xticks(range(len(gams)), [_fmt(g) for g in gams])
+    ax.set_yticks(range(len(lams)), [_fmt(v) for v in lams])
+    ax.set_xlabel("correction strength γ")
+    ax.set_ylabel("synthetic fraction λ")
+    for i in range(len(lams)):
+        for j in range(len(gams)):
+            v = mat[i, j]
+            txt = _fmt(v) if math.isfinite(v) else (never_label or "")
+            if txt:
+                ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                        color="black" if not math.isfinite(v) else "white")
+            if theory_mask is not None and theory_mask[i, j]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#ff7f0e", linewidth=1.6))
+    if np.isfinite(mat).any():
+        fig.colorbar(im, ax=ax, label=cbar)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+# ---------------------------------------------------------------------- html helpers
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;line-height:1.45;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+h3{font-size:1.05em;margin-top:1.4em}
+table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
+td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+img{max-width:100%;border:1px solid #eee}
+pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
+.fail{color:#b00}.warn{background:#fee;border:1px solid #b00;padding:.5em;display:none}
+.note{color:#555;font-size:.9em}nav a{margin-right:1em}
+.helps{background:#e6f4e6}.hurts{background:#fbe4e4}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = document.images, broken = 0;
+  for (var i = 0; i < imgs.length; i++) {
+    if (!imgs[i].complete || imgs[i].naturalWidth === 0) { broken++; }
+  }
+  document.body.setAttribute('data-images', String(imgs.length));
+  document.body.setAttribute('data-broken-images', String(broken));
+  if (broken > 0) {
+    var w = document.getElementById('broken');
+    w.textContent = broken + ' figure(s) failed to load: re-run `scloop report` on this directory.';
+    w.style.display = 'block';
+  }
+});
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _table(header: list[str], rows: Iterable[list[Any]], left: int = 1, classes: list[str] | None = None) -> str:
+    head = "".join(f"<th class='l'>{_e(h)}</th>" if i < left else f"<th>{_e(h)}</th>" for i, h in enumerate(header))
+    body = []
+    for k, r in enumerate(rows):
+        cells = "".join(f"<td class='l'>{_e(v)}</td>" if i < left else f"<td>{_e(v)}</td>" for i, v in enumerate(r))
+        cls = f" class='{classes[k]}'" if classes and classes[k] else ""
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _img(rel: str, alt: str) -> str:
+    svg = rel[:-4] + ".svg"
+    return f"<p><a href='{_e(svg)}'><img src='{_e(rel)}' alt='{_e(alt)}' loading='lazy'></a></p>"
+
+
+# ---------------------------------------------------------------------- the report
+def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None,
+                 metrics: list[str] | None = None) -> Path:
+    """Write ``<path>/report/index.html`` (and ``<path>/report/fig/*``); returns the HTML path."""
+    import yaml
+
+    from scloop.report.figures import final_table, metric_vs_generation, theory_overlay
+    from scloop.store.atomic import atomic_write_text
+
+    path = Path(path)
+    src = _load(path)
+    thresholds = dict(thresholds or {})
+    rep = path / "report"
+    fig_dir = rep / "fig"
+    if fig_dir.exists():
+        shutil.rmtree(fig_dir)  # stale figures of an earlier report must not linger
+    fig_dir.mkdir(parents=True)
+    df = src.df
+    all_metrics = sorted(m for m in df["metric"].unique() if m not in STAGES and not m.startswith(SKIP_PREFIXES)) \
+        if not df.empty else []
+    unknown = sorted(set(thresholds) - set(all_metrics))
+    if unknown:
+        raise ConfigError(f"--threshold: unknown metric(s) {', '.join(unknown)}; metrics in this report: "
+                          f"{', '.join(all_metrics) or '(none)'}")
+    shown = [m for m in (metrics or all_metrics) if m in all_metrics]
+    configs = {r["run_id"]: (yaml.safe_load(r["config"]) if r["config"] else {}) for r in src.runs}
+    keys = _facet_keys(src)
+    facets = _facets(df[df["metric"].isin(shown)], keys) if shown else []
+    parts: list[str] = []
+    nav: list[tuple[str, str]] = []
+
+    def section(anchor: str, title: str) -> None:
+        nav.append((anchor, title))
+        parts.append(f"<h2 id='{anchor}'>{_e(title)}</h2>")
+
+    # 1. runs --------------------------------------------------------------------------------
+    section("runs", "Runs")
+    states: dict[str, int] = {}
+    for r in src.runs:
+        states[r["state"]] = states.get(r["state"], 0) + 1
+    parts.append("<p>" + ", ".join(f"{v} {_e(k)}" for k, v in sorted(states.items())) + f" of {len(src.runs)} runs."
+                 + (f" Facets (run parameters that vary): {_e(', '.join(keys))}." if keys else "") + "</p>")
+    rows = []
+    for r in src.runs:
+        p = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "(base)"
+        secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
+        rows.append([r["run_id"], p, r["state"], secs])
+    parts.append(_table(["run", "parameters", "state", "seconds"], rows, left=3))
+    for r in src.runs:
+        if r["state"] == "failed":
+            parts.append(f"<p class='fail'>{_e(r['run_id'])} failed:</p><pre>{_e(r['error'])}</pre>")
+
+    # 2. metric vs generation ----------------------------------------------------------------
+    if shown:
+        section("curves", "Metrics vs generation")
+        parts.append("<p class='note'>Seed mean with a t-based 95% band of the mean; one panel per "
+                     "(correction, λ); colours by correction strength γ; baseline black dashed, "
+                     "no-correction grey.</p>")
+        if len(facets) > MAX_FACETS:
+            parts.append(f"<p class='note'>Showing the first {MAX_FACETS} of {len(facets)} facets.</p>")
+        for metric in shown:
+            parts.append(f"<h3>{_e(metric)}</h3>")
+            for label, sub in facets[:MAX_FACETS]:
+                m = sub[sub["metric"] == metric]
+                if m.empty:
+                    continue
+                stem = fig_dir / f"curve-{_slug(metric)}-{_slug(label)}"
+                metric_vs_generation(m, metric, stem, title=f"{metric}" + (f" ({label})" if label else ""))
+                parts.append(_img(f"fig/{stem.name}.png", f"{metric} vs generation {label}"))
+                if metric == "mean_error" and _is_gaussian(m) and set(m["policy"].astype(str)) == {"augment"} \
+                        and (m["arm"] != "baseline").any() and _offset(configs, set(m["run_id"])):
+                    # the prediction is for the expected error of an offset generation 0; without an
+                    # offset the finite-sample error floor dominates and the overlay says nothing
+                    from scloop.theory import predicted_mean_error
+
+                    stem_t = fig_dir / f"theory-{_slug(label)}"
+                    theory_overlay(m, stem_t, predicted=lambda lam, gam, e0, n: predicted_mean_error(e0, lam, gam, n))
+                    parts.append("<p class='note'>Measured mean error vs the closed-form prediction "
+                                 "λ/((1+λ)(1+γ)) per generation (dashed).</p>")
+                    parts.append(_img(f"fig/{stem_t.name}.png", "theory overlay"))
+
+    # 3. phase diagrams ----------------------------------------------------------------------
+    phase_html: list[str] = []
+    for metric in shown:
+        hib = higher_is_better(metric)
+        for label, sub in facets[:MAX_FACETS]:
+            tabs = phase_tables(sub, metric, thresholds.get(metric))
+            for corr, (lams, gams, final, cross, last, used) in tabs.items():
+                if len(lams) * len(gams) < 2:
+                    continue
+                gaussian = _is_gaussian(sub)
+                mask = None
+                if gaussian:
+                    from scloop.theory import corrected_factor
+
+                    mask = np.array([[float(corrected_factor(lam, gam)) < 1.0 for gam in gams] for lam in lams])
+                where = f"{corr}" + (f", {label}" if label else "")
+                s1 = fig_dir / f"phase-{_slug(metric)}-{_slug(where)}"
+                _phase_figure(lams, gams, final, title=f"{metric} at generation {last} (seed mean)\n{where}",
+                              cbar=metric, stem=s1, log=not hib, theory_mask=mask)
+                s2 = fig_dir / f"collapse-{_slug(metric)}-{_slug(where)}"
+                how = (f"{thresholds[metric]:g}" if metric in thresholds else
+                       ("½ × generation 0" if hib else "2 × generation 0"))
+                _phase_figure(lams, gams, cross, title=f"first generation with {metric} "
+                              f"{'<' if hib else '>'} {how}\n{where}", cbar="generation", stem=s2,
+                              never_label=f">{last}")
+                phase_html.append(f"<h3>{_e(metric)} — {_e(where)}</h3>")
+                phase_html.append(f"<p class='note'>Collapse threshold: {_e(metric)} {'&lt;' if hib else '&gt;'} "
+                                  f"{_e(how)}.</p>")
+                phase_html.append(_img(f"fig/{s1.name}.png", f"phase diagram {metric}"))
+                phase_html.append(_img(f"fig/{s2.name}.png", f"collapse generation {metric}"))
+                if mask is not None:
+                    phase_html.append("<p class='note'>Outlined (orange): cells where Theorem 4.3's factor "
+                                      "ρ(λ)/(1+γ) &lt; 1, i.e. where the bound predicts stability.</p>")
+    if phase_html:
+        section("phase", "Phase diagrams (λ × γ)")
+        parts.append("<p class='note'>Left: the final-generation seed mean of the corrected arm. Right: the first "
+                     "generation at which the seed mean crosses the collapse threshold (grey: never within the "
+                     "run). Set thresholds with <code>scloop report DIR --threshold METRIC=VALUE</code>.</p>")
+        parts += phase_html
+
+    # 4. verdicts ----------------------------------------------------------------------------
+    verdict_html = _verdicts(df, shown)
+    if verdict_html:
+        section("verdicts", "Verdicts: each corrector vs no correction")
+        parts += verdict_html
+
+    # final values table
+    if shown:
+        section("final", "Final values")
+        for metric in shown:
+            rows = []
+            for label, sub in facets[:MAX_FACETS]:
+                m = sub[sub["metric"] == metric]
+                if m.empty:
+                    continue
+                for _, t in final_table(m, metric).iterrows():
+                    ci = "" if t["n"] < 2 else f"[{_fmt(t['ci_low'])}, {_fmt(t['ci_high'])}]"
+                    rows.append([label or "-", t["arm"], t["correction"], _fmt(t["lambda"]), _fmt(t["gamma"]),
+                                 int(t["generation"]), _fmt(t["mean"]), ci, _fmt(t["gen0_mean"]), int(t["n"])])
+            parts.append(f"<h3>{_e(metric)}</h3>")
+            parts.append(_table(["facet", "arm", "correction", "λ", "γ", "generation", "seed mean", "95% CI",
+                                 "generation 0", "seeds"], rows, left=3))
+
+    # 5. samples -----------------------------------------------------------------------------
+    sample_html = _samples(src, fig_dir)
+    if sample_html:
+        section("samples", "Samples")
+        parts += sample_html
+
+    # 6. compute -----------------------------------------------------------------------------
+    comp = _compute(df)
+    if comp:
+        section("compute", "Compute per stage")
+        parts.append("<p class='note'>Seconds per generation (mean over units and generations ≥ 1) and total "
+                     "seconds, by run and arm.</p>")
+        parts.append(comp)
+
+    # 7. configs -----------------------------------------------------------------------------
+    section("configs", "Resolved configs")
+    if src.sweep_yaml:
+        parts.append(f"<details><summary>sweep file</summary><pre>{_e(src.sweep_yaml)}</pre></details>")
+    for r in src.runs:
+        parts.append(f"<details><summary>{_e(r['run_id'])}</summary><pre>{_e(r['config'])}</pre></details>")
+
+    navh = "<nav>" + "".join(f"<a href='#{a}'>{_e(t)}</a>" for a, t in nav) + "</nav>"
+    doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(src.title)}</title>"
+           f"<style>{_CSS}</style></head><body data-images='0' data-broken-images='-1'>"
+           f"<h1>{_e(src.title)}</h1>"
+           + (f"<p>{_e(src.description)}</p>" if src.description else "")
+           + f"<p class='note'>Written by <code>scloop report</code> from {_e(path.resolve())}.</p>"
+           + "<div id='broken' class='warn'></div>" + navh + "".join(parts)
+           + f"<script>{_SCRIPT}</script></body></html>")
+    index = rep / "index.html"
+    atomic_write_text(index, doc)
+    atomic_write_text(rep / "report.json", json.dumps({"title": src.title, "runs": len(src.runs),
+                                                       "metrics": shown, "facets": keys}, indent=2))
+    return index
+
+
+def _offset(configs: dict[str, dict], run_ids: set[str]) -> bool:
+    return any(float((configs.get(r) or {}).get("init", {}).get("offset", 0) or 0) != 0 for r in run_ids)
+
+
+def _is_gaussian(df) -> bool:
+    return set(df["task"].astype(str)) == {"gaussian"}
+
+
+def _verdicts(df, metrics: list[str]) -> list[str]:
+    if df.empty or not {"correction", "no-correction"} <= set(df["arm"]):
+        return []
+    from scloop.report.verdicts import verdict_html, verdict_table
+
+    out = []
+    for metric in metrics:
+        sub = df[df["metric"] == metric]
+        if sub.empty:
+            continue
+        try:
+            tab = verdict_table(sub, metric)
+        except ValueError as exc:
+            out.append(f"<p class='note'>{_e(metric)}: no verdict ({_e(exc)})</p>")
+            continue
+        if tab is None or len(tab) == 0:
+            continue
+        out.append(f"<h3>{_e(metric)}</h3>")
+        out.append(verdict_html(tab))
+    return out
+
+
+def _samples(src: _Source, fig_dir: Path) -> list[str]:
+    """Image grids (generation x arm) and motion animations the runs kept, copied next to the
+    report so that the page is self-contained."""
+    out: list[str] = []
+    for rid, rdir in list(src.run_dirs.items())[:MAX_FACETS]:
+        if not (rdir / "samples").is_dir():
+            continue
+        made: list[Path] = []
+        kind = _sample_kind(rdir)
+        if kind == "image":
+            from scloop.report.images import grid_evolution
+
+            made += [p for p in grid_evolution(rdir) if p.suffix == ".png"]
+        elif kind == "motion":
+            from scloop.report.motion import write_motion_gifs
+
+            made += [Path(p) for p in write_motion_gifs(rdir)]
+        made += [p for p in sorted((rdir / "figures").rglob("*.gif")) if p not in made] if (rdir / "figures").is_dir() else []
+        if not made:
+            continue
+        out.append(f"<h3>{_e(rid)}</h3>")
+        for p in made[:12]:
+            dst = fig_dir / f"samples-{_slug(rid)}-{_slug(str(p.relative_to(rdir)))}{p.suffix}"
+            shutil.copyfile(p, dst)
+            out.append(f"<p><img src='fig/{_e(dst.name)}' alt='{_e(p.name)}' loading='lazy'></p>")
+    return out
+
+
+def _sample_kind(run_dir: Path) -> str:
+    """``image`` ((k, C, H, W) samples), ``motion`` ((k, T, F) windows) or ``""``."""
+    from scloop.store.atomic import load_npz
+
+    first = next(iter(sorted((run_dir / "samples").rglob("gen*.npz"))), None)
+    if first is None:
+        return ""
+    ndim = load_npz(first)["x"].ndim
+    return {4: "image", 3: "motion"}.get(ndim, "")
+
+
+def _compute(df) -> str:
+    sub = df[df["metric"].isin(STAGES) & (df["generation"] > 0)]
+    if sub.empty:
+        return ""
+    piv = sub.pivot_table(index=["run_id", "arm"], columns="metric", values="value", aggfunc=["mean", "sum"])
+    rows = []
+    for (rid, arm), r in piv.iterrows():
+        vals = [r[("mean", s)] if ("mean", s) in r.index else math.nan for s in STAGES]
+        tot = sum(r[("sum", s)] for s in STAGES if ("sum", s) in r.index)
+        rows.append([rid, arm] + [f"{v:.3g}" for v in vals] + [f"{tot:.1f}"])
+    return _table(["run", "arm", "sample s/gen", "correct s/gen", "train s/gen", "eval s/gen", "total s"], rows,
+                  left=2)

@@ -1,0 +1,333 @@
+"""Run a sweep: every point is one :func:`scloop.runner.run_experiment` call, executed by a
+local process pool or by Ray tasks, with the same function (:func:`run_point`) either way.
+
+Guarantees
+----------
+* **Same numbers on every executor**: a run's numbers depend only on its config (every unit
+  draws from its own (seed, generation, role) random streams), never on which process or node
+  ran it, so ``--executor local`` and ``--executor ray`` fill identical tables.
+* **Idempotent / resumable**: a complete run is skipped; a partial run (killed sweep) is resumed
+  from its last checkpoint and recomputes the same numbers.
+* **One process per run**: a run is executed under an exclusive file lock
+  (``locks/<run_id>.lock``), so several sweep processes -- or a sweep started twice -- share the
+  work instead of duplicating it.
+* **Failure isolation**: a run that raises is recorded (state ``failed`` + the error) and the
+  sweep goes on; :class:`SweepSummary` counts failures and the CLI exits non-zero.
+* **Shared generation 0**: runs that differ only in arm / lambda / gamma / correction find the
+  generation-0 model in ``runs/.cache/gen0`` (content-addressed, see
+  :func:`scloop.runner.gen0_key`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from scloop.core.registry import ConfigError
+from scloop.store.atomic import atomic_write_text
+from scloop.store.sweep_store import SweepStore
+from scloop.sweep.spec import SweepSpec
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class SweepSummary:
+    name: str
+    path: Path
+    n_runs: int
+    completed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"sweep {self.name}: {self.n_runs} runs -- {self.completed} ran, {self.skipped} already complete, "
+                f"{self.failed} failed; {self.seconds:.1f} s -> {self.path}")
+
+
+# ---------------------------------------------------------------------- one run
+def run_point(sweep_dir: str, run_id: str, wait: bool = True) -> dict[str, Any]:
+    """Execute (or resume, or skip) one run of a sweep and copy its rows into the sweep table.
+
+    Returns ``{"run_id", "outcome": complete|skipped|failed|busy, "seconds", "error"}``.  With
+    ``wait=False`` a run locked by another process is left to it (``busy``)."""
+    import yaml
+
+    from scloop.core.config import spec_from_dict
+    from scloop.runner import _FileLock, run_experiment
+
+    sweep = SweepStore(sweep_dir)
+    t0 = time.perf_counter()
+    lock = _FileLock(sweep.lock_path(run_id))
+    try:
+        if not wait and not _try_lock(lock):
+            return {"run_id": run_id, "outcome": "busy", "seconds": 0.0, "error": None}
+        if wait:
+            lock.__enter__()
+        try:
+            if sweep.state(run_id) == "complete" and (sweep.run_dir(run_id) / "results.sqlite").exists():
+                return {"run_id": run_id, "outcome": "skipped", "seconds": 0.0, "error": None}
+            sweep.set_state(run_id, "running")
+            try:
+                spec = spec_from_dict(yaml.safe_load(sweep.run_config(run_id)))
+                summary = run_experiment(spec, out=sweep.runs_dir, run_id=run_id, resume=True, quiet=True, workers=1,
+                                         silent=True)
+                secs = time.perf_counter() - t0
+                sweep.ingest(run_id, seconds=None if summary.skipped else secs)
+                return {"run_id": run_id, "outcome": "complete", "seconds": secs, "error": None}
+            except Exception as exc:  # failure isolation: record and go on
+                err = f"{type(exc).__name__}: {exc}"
+                tb = traceback.format_exc(limit=8)
+                sweep.set_state(run_id, "failed", error=f"{err}\n{tb}", seconds=time.perf_counter() - t0)
+                return {"run_id": run_id, "outcome": "failed", "seconds": time.perf_counter() - t0, "error": err}
+        finally:
+            lock.__exit__(None, None, None)
+    finally:
+        sweep.close()
+
+
+def _try_lock(lock) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no cross-process lock
+        return True
+    lock.path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock.path, "a")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return False
+    lock._fh = fh
+    return True
+
+
+def _init_worker(parent: int | None = None) -> None:
+    """One BLAS/torch thread per worker, and exit when the parent dies (kill -9 of ``scloop
+    sweep`` must not leave workers computing; a re-run resumes their runs)."""
+    from scloop.runner import _init_worker as one_thread
+
+    one_thread()
+    if parent is not None:
+        def watch() -> None:
+            while True:
+                if os.getppid() != parent:
+                    os._exit(1)
+                time.sleep(0.5)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
+# ---------------------------------------------------------------------- the sweep
+def prepare_sweep(sweep: SweepSpec, out: Path | str, *, force: bool = False, resume: bool = False):
+    """Expand and validate the sweep, create (or reopen) ``<out>/<name>``, register the runs.
+    Raises ConfigError before anything is written when the sweep is invalid."""
+    from scloop.runner import validate
+
+    points = sweep.points()
+    for p in points:
+        try:
+            validate(p.spec)
+        except ConfigError as exc:
+            raise ConfigError(f"sweep {sweep.name!r}, run {p.run_id}: {exc}") from None
+    path = Path(out) / sweep.name
+    if resume and not (path / "sweep.sqlite").exists():
+        raise ConfigError(f"--resume: no sweep at {path} to resume (run it without --resume first)")
+    if force and path.exists():
+        shutil.rmtree(path)
+    stored = path / "sweep.yaml"
+    text = sweep.to_yaml()
+    if stored.exists() and stored.read_text() != text:
+        raise ConfigError(f"{path} holds a different sweep named {sweep.name!r} (see {stored}); use another --out, "
+                          "or --force to delete it and start over")
+    path.mkdir(parents=True, exist_ok=True)
+    if not stored.exists():
+        atomic_write_text(stored, text)
+    store = SweepStore(path)
+    store.register([(p.run_id, p.params_dict, p.spec.to_yaml()) for p in points])
+    store.close()
+    return path, points
+
+
+def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "local", jobs: int = 0,
+              address: str | None = None, force: bool = False, resume: bool = False, quiet: bool = False,
+              on_event: Callable[[dict[str, Any]], None] | None = None) -> SweepSummary:
+    """Run every point of ``sweep`` into ``<out>/<sweep.name>`` (see the module docstring).
+    ``jobs``: parallel runs (0 = one per CPU core; for Ray, the CPUs of a cluster it starts)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor: got {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
+        raise ConfigError(f"--jobs: got {jobs!r}; allowed: an integer >= 0 (0 = one per CPU core)")
+    if address is not None and executor != "ray":
+        raise ConfigError(f"--address: got {address!r}, but it only applies to --executor ray")
+    jobs = jobs or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    path, points = prepare_sweep(sweep, out, force=force, resume=resume)
+    summary = SweepSummary(sweep.name, path, len(points))
+    progress = _SweepProgress(len(points), quiet, sweep.name)
+
+    def record(res: dict[str, Any]) -> None:
+        outcome = res["outcome"]
+        if outcome == "complete":
+            summary.completed += 1
+        elif outcome == "skipped":
+            summary.skipped += 1
+        elif outcome == "failed":
+            summary.failed += 1
+            summary.failures.append((res["run_id"], res["error"]))
+        progress.done(res)
+        if on_event is not None:
+            on_event(res)
+
+    ids = [p.run_id for p in points]
+    try:
+        if executor == "local":
+            _run_local(str(path), ids, jobs, record, progress)
+        else:
+            _run_ray(str(path), ids, jobs, address, record, progress)
+    finally:
+        progress.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_local(path: str, ids: list[str], jobs: int, record, progress) -> None:
+    if jobs == 1 or len(ids) == 1:
+        # in-process: no pool to start (the runner's own worker pool is not used either)
+        busy = []
+        for rid in ids:
+            progress.started(rid)
+            res = run_point(path, rid, wait=False)
+            (busy.append(rid) if res["outcome"] == "busy" else record(res))
+        for rid in busy:
+            record(run_point(path, rid, wait=True))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(os.getpid(),)) as ex:
+        for blocking in (False, True):
+            futures = {ex.submit(run_point, path, rid, blocking): rid for rid in ids}
+            for rid in ids[:jobs]:
+                progress.started(rid)
+            busy: list[str] = []
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for f in done:
+                    rid = futures[f]
+                    try:
+                        res = f.result()
+                    except Exception as exc:  # a worker that died (killed, out of memory)
+                        res = {"run_id": rid, "outcome": "failed", "seconds": 0.0,
+                               "error": f"worker process died: {type(exc).__name__}: {exc}"}
+                        _mark_failed(path, rid, res["error"])
+                    (busy.append(rid) if res["outcome"] == "busy" else record(res))
+            ids = busy
+            if not ids:
+                break
+
+
+def _mark_failed(path: str, rid: str, error: str) -> None:
+    s = SweepStore(path)
+    try:
+        if s.state(rid) != "complete":
+            s.set_state(rid, "failed", error=error)
+    finally:
+        s.close()
+
+
+def _ray_task(path: str, run_id: str, wait: bool) -> dict[str, Any]:  # pragma: no cover - runs in Ray workers
+    _init_worker(None)
+    return run_point(path, run_id, wait)
+
+
+def _run_ray(path: str, ids: list[str], jobs: int, address: str | None, record, progress) -> None:
+    """The same runs as Ray tasks (1 CPU each) on the cluster at ``address``, or on a local
+    cluster of ``jobs`` CPUs started here and shut down afterwards.  On a multi-node cluster
+    the sweep directory must be on a filesystem every node mounts at the same path, and scloop
+    must be installed on every node."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray: Ray is not installed; install the extra: pip install 'scloop[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_ACCEPT_CONNECTIONS_FROM_ANY_HOST", "0")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                               "OPENBLAS_NUM_THREADS": "1"}})
+        started = True
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+        for blocking in (False, True):
+            refs = {task.remote(path, rid, blocking): rid for rid in ids}
+            busy: list[str] = []
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
+                for ref in done:
+                    rid = refs.pop(ref)
+                    try:
+                        res = ray.get(ref)
+                    except Exception as exc:  # the task's process died
+                        res = {"run_id": rid, "outcome": "failed", "seconds": 0.0,
+                               "error": f"Ray task died: {type(exc).__name__}: {exc}"}
+                        _mark_failed(path, rid, res["error"])
+                    (busy.append(rid) if res["outcome"] == "busy" else record(res))
+            ids = busy
+            if not ids:
+                break
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------- progress
+class _SweepProgress:
+    """One overall bar (runs finished / total) plus a status line per run as it ends."""
+
+    def __init__(self, total: int, quiet: bool, label: str) -> None:
+        self.total, self.n, self.quiet, self.label = total, 0, quiet, label
+        self._bar = None
+        if not quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn())
+            self._task = self._bar.add_task(f"sweep {label}", total=total)
+            self._bar.start()
+
+    def started(self, run_id: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"sweep {self.label} (running {run_id})")
+
+    def done(self, res: dict[str, Any]) -> None:
+        self.n += 1
+        o = res["outcome"]
+        mark = {"complete": "ok     ", "skipped": "done   ", "failed": "FAILED "}.get(o, o)
+        line = f"[{self.n:>4}/{self.total}] {mark} {res['run_id']}"
+        if o == "complete":
+            line += f"  {res['seconds']:.1f} s"
+        elif o == "failed":
+            line += f"  {res['error']}"
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+            self._bar.update(self._task, advance=1)
+        else:
+            print(f"[scloop] {line}", flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
