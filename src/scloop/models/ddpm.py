@@ -58,7 +58,52 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**63 - 1))
 
 
-class DDPMModel:
+class ConditionalDiffusion:
+    """What the class-conditional diffusion models (``ddpm`` here, ``mdm`` for motion) share:
+    the torch device, the fitted check, the label vector of :meth:`sample` and the chunked
+    reverse-diffusion loop.  A subclass provides ``device``, ``sample_batch``, ``shape_``,
+    ``net_`` and ``_sample_chunk(y, generator)``."""
+
+    def _device(self) -> "torch.device":
+        from scloop.nets import resolve_device
+
+        return resolve_device(self.device)
+
+    def _check_fitted(self, who: str) -> None:
+        if not hasattr(self, "net_"):
+            raise RuntimeError(f"{type(self).__name__}.{who}: the model is not fitted; call fit() or "
+                               "load_state_dict() first")
+
+    def _sample_labels(self, n: int, conditions: np.ndarray | None, n_classes: int) -> np.ndarray:
+        """``conditions`` (n,) checked against ``0..n_classes-1``; None -> ``arange(n) % n_classes``
+        (class-balanced, as the official code)."""
+        who = type(self).__name__
+        if conditions is None:
+            return np.arange(n, dtype=np.int64) % n_classes
+        labels = np.asarray(conditions).astype(np.int64).reshape(-1)
+        if len(labels) != n:
+            raise ValueError(f"{who}.sample: {len(labels)} conditions for n={n} samples")
+        if n and (labels.min() < 0 or labels.max() >= n_classes):
+            raise ValueError(f"{who}.sample: conditions must lie in 0..{n_classes - 1}")
+        return labels
+
+    def _sample_all(self, labels: np.ndarray, rng: np.random.Generator) -> "torch.Tensor":
+        """Reverse diffusion for every label, ``sample_batch`` at a time, from one
+        ``torch.Generator`` seeded by ``rng``; the network's outputs concatenated on the CPU."""
+        import torch
+
+        dev = self._device()
+        gen = torch.Generator(dev).manual_seed(_seed(rng))
+        out = []
+        self.net_.eval()
+        with torch.no_grad():
+            for start in range(0, len(labels), self.sample_batch):
+                yb = torch.as_tensor(labels[start : start + self.sample_batch], device=dev)
+                out.append(self._sample_chunk(yb, gen).cpu())
+        return torch.cat(out)
+
+
+class DDPMModel(ConditionalDiffusion):
     """Class-conditional epsilon-prediction DDPM (see the module docstring for the equations).
 
     Constructor arguments are the factory options of ``make_ddpm`` (stored unchanged).  Learned
@@ -132,11 +177,6 @@ class DDPMModel:
         self.device = device
 
     # ------------------------------------------------------------------ pieces
-
-    def _device(self) -> "torch.device":
-        from scloop.nets import resolve_device
-
-        return resolve_device(self.device)
 
     def _kind(self, shape: tuple[int, int, int]) -> str:
         if self.denoiser != "auto":
@@ -276,10 +316,6 @@ class DDPMModel:
             bad = int(np.argmin(np.isfinite(hist)))
             raise Degenerate(f"DDPM training loss became non-finite at step {bad}")
 
-    def _check_fitted(self, who: str) -> None:
-        if not hasattr(self, "net_"):
-            raise RuntimeError(f"DDPMModel.{who}: the model is not fitted; call fit() or load_state_dict() first")
-
     # ------------------------------------------------------------------ protocol
 
     def fit(self, data: Data, *, rng: np.random.Generator) -> Self:
@@ -328,27 +364,10 @@ class DDPMModel:
         ``quantize = L`` pixels are rounded to ``k / (L - 1)``.  Raises :class:`Degenerate` if the
         network produces NaN/inf."""
         self._check_fitted("sample")
-        if conditions is None:
-            labels = np.arange(n, dtype=np.int64) % self.n_classes
-        else:
-            labels = np.asarray(conditions).astype(np.int64).reshape(-1)
-            if len(labels) != n:
-                raise ValueError(f"DDPMModel.sample: {len(labels)} conditions for n={n} samples")
-            if n and (labels.min() < 0 or labels.max() >= self.n_classes):
-                raise ValueError(f"DDPMModel.sample: conditions must lie in 0..{self.n_classes - 1}")
+        labels = self._sample_labels(n, conditions, self.n_classes)
         if n == 0:
             return Data(np.zeros((0, *self.shape_), dtype=np.float32), labels)
-        import torch
-
-        dev = self._device()
-        gen = torch.Generator(dev).manual_seed(_seed(rng))
-        out = []
-        self.net_.eval()
-        with torch.no_grad():
-            for start in range(0, n, self.sample_batch):
-                yb = torch.as_tensor(labels[start : start + self.sample_batch], device=dev)
-                out.append(self._sample_chunk(yb, gen).cpu())
-        x = torch.cat(out).numpy()
+        x = self._sample_all(labels, rng).numpy()
         if not np.all(np.isfinite(x)):
             raise Degenerate("DDPM sampling produced NaN/inf")
         x = np.clip((x + 1) / 2, 0.0, 1.0).astype(np.float32)

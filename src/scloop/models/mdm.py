@@ -50,7 +50,7 @@ import numpy as np
 
 from scloop.core.registry import MODELS, ConfigError
 from scloop.core.types import Data, Degenerate
-from scloop.models.ddpm import _choice, _int, _number, _seed
+from scloop.models.ddpm import ConditionalDiffusion, _choice, _int, _number, _seed
 from scloop.nets import DEVICES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,7 +64,7 @@ FINETUNE_OPTIMIZERS = ("reset", "keep")
 STD_FLOOR = 1e-3  # per-feature std floor of the standardisation (near-constant channels)
 
 
-class MDMModel:
+class MDMModel(ConditionalDiffusion):
     """Class-conditional x0-prediction motion diffusion (module docstring).
 
     Learned state: ``net_``, ``opt_`` (AdamW), ``shape_`` (T, F), ``n_classes_``, ``mean_`` /
@@ -136,11 +136,6 @@ class MDMModel:
         self.device = device
 
     # ------------------------------------------------------------------ pieces
-
-    def _device(self) -> "torch.device":
-        from scloop.nets import resolve_device
-
-        return resolve_device(self.device)
 
     @property
     def geometric(self) -> bool:
@@ -294,10 +289,6 @@ class MDMModel:
         if not np.all(np.isfinite(hist)):
             raise Degenerate(f"MDM training loss became non-finite at step {int(np.argmin(np.isfinite(hist)))}")
 
-    def _check_fitted(self, who: str) -> None:
-        if not hasattr(self, "net_"):
-            raise RuntimeError(f"MDMModel.{who}: the model is not fitted; call fit() or load_state_dict() first")
-
     # ------------------------------------------------------------------ protocol
 
     def fit(self, data: Data, *, rng: np.random.Generator) -> Self:
@@ -344,29 +335,15 @@ class MDMModel:
         """``n`` windows (n, T, F) float32 in the data's units; ``conditions`` (n,) labels, None ->
         ``arange(n) % n_classes`` (balanced).  Raises :class:`Degenerate` on NaN/inf."""
         self._check_fitted("sample")
-        if conditions is None:
-            labels = np.arange(n, dtype=np.int64) % self.n_classes_
-        else:
-            labels = np.asarray(conditions).astype(np.int64).reshape(-1)
-            if len(labels) != n:
-                raise ValueError(f"MDMModel.sample: {len(labels)} conditions for n={n} samples")
-            if n and (labels.min() < 0 or labels.max() >= self.n_classes_):
-                raise ValueError(f"MDMModel.sample: conditions must lie in 0..{self.n_classes_ - 1}")
+        labels = self._sample_labels(n, conditions, self.n_classes_)
         if n == 0:
             return Data(np.zeros((0, *self.shape_), dtype=np.float32), labels)
         import torch
 
         t0 = time.perf_counter()
-        dev = self._device()
-        gen = torch.Generator(dev).manual_seed(_seed(rng))
-        out = []
-        self.net_.eval()
-        with torch.no_grad():
-            for start in range(0, n, self.sample_batch):
-                yb = torch.as_tensor(labels[start: start + self.sample_batch], device=dev)
-                out.append(self._sample_chunk(yb, gen).cpu())
+        raw = self._sample_all(labels, rng)
         mean, std = self._stats(torch.device("cpu"))
-        x = (torch.cat(out) * std + mean).numpy().astype(np.float32)
+        x = (raw * std + mean).numpy().astype(np.float32)
         self.last_sample_seconds_ = time.perf_counter() - t0
         if not np.all(np.isfinite(x)):
             raise Degenerate("MDM sampling produced NaN/inf")

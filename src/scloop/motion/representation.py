@@ -227,17 +227,23 @@ def heading(root_world_rot: np.ndarray, skeleton: Skeleton) -> np.ndarray:
 # ----------------------------------------------------------------------------- features
 
 
-def feature_layout(skeleton: Skeleton) -> dict[str, slice]:
-    """Slices of the feature vector (module docstring) for ``skeleton`` (original or canonical)."""
-    skel = canonical_skeleton(skeleton)
-    J, nf = skel.n_joints, len(skel.foot_joints())
+def layout(n_joints: int, n_feet: int) -> dict[str, slice]:
+    """Slices of the feature vector (module docstring) for ``n_joints`` joints and ``n_feet``
+    contact channels."""
+    J = n_joints
     sizes = [("root_height", 1), ("root_velocity", 2), ("yaw_rate", 1), ("rotations", 6 * J),
-             ("positions", 3 * J), ("contacts", nf)]
+             ("positions", 3 * J), ("contacts", n_feet)]
     out, start = {}, 0
     for name, n in sizes:
         out[name] = slice(start, start + n)
         start += n
     return out
+
+
+def feature_layout(skeleton: Skeleton) -> dict[str, slice]:
+    """Slices of the feature vector (module docstring) for ``skeleton`` (original or canonical)."""
+    skel = canonical_skeleton(skeleton)
+    return layout(skel.n_joints, len(skel.foot_joints()))
 
 
 def n_features(skeleton: Skeleton) -> int:

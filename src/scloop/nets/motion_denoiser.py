@@ -40,14 +40,9 @@ def layout_from_features(n_features: int) -> dict[str, slice]:
     skeleton): ``J = (F - 4) // 9`` joints, ``n_feet = (F - 4) % 9`` contact channels."""
     if n_features < 13:
         raise ValueError(f"layout_from_features: F = {n_features} is too small for the motion representation")
-    J, nf = (n_features - 4) // 9, (n_features - 4) % 9
-    sizes = [("root_height", 1), ("root_velocity", 2), ("yaw_rate", 1), ("rotations", 6 * J),
-             ("positions", 3 * J), ("contacts", nf)]
-    out, start = {}, 0
-    for name, n in sizes:
-        out[name] = slice(start, start + n)
-        start += n
-    return out
+    from scloop.motion.representation import layout
+
+    return layout((n_features - 4) // 9, (n_features - 4) % 9)
 
 
 # ----------------------------------------------------------------------------- kinematics (numpy)
@@ -61,12 +56,6 @@ class Kinematics:
     residual: float  # worst |FK(rotations) - positions| on the data it was inferred from (m)
 
 
-def _rot6d_np(d6: np.ndarray) -> np.ndarray:
-    from scloop.motion.representation import rotation_from_6d
-
-    return rotation_from_6d(d6)
-
-
 def infer_kinematics(x: np.ndarray, fps: float = 20.0, max_frames: int = 4000) -> Kinematics:
     """Parents, offsets and contact joints from raw windows ``(n, T, F)`` (module docstring).
     Uses at most ``max_frames`` frames (evenly spaced); deterministic."""
@@ -76,7 +65,9 @@ def infer_kinematics(x: np.ndarray, fps: float = 20.0, max_frames: int = 4000) -
     flat = x.reshape(-1, x.shape[-1])
     idx = np.linspace(0, len(flat) - 1, min(len(flat), max_frames)).round().astype(int)
     f = flat[idx]
-    R = _rot6d_np(f[:, lay["rotations"]].reshape(-1, J, 6))  # local; the root's is its heading-free world rotation
+    from scloop.motion.representation import rotation_from_6d
+
+    R = rotation_from_6d(f[:, lay["rotations"]].reshape(-1, J, 6))  # local; the root's is its heading-free world rotation
     P = f[:, lay["positions"]].reshape(-1, J, 3)
     parents = np.full(J, -1, dtype=np.int64)
     offsets = np.zeros((J, 3))
