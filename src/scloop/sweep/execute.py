@@ -202,20 +202,21 @@ def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "lo
 def _run_local(path: str, ids: list[str], jobs: int, record, progress) -> None:
     if jobs == 1 or len(ids) == 1:
         # in-process: no pool to start (the runner's own worker pool is not used either)
-        busy = []
-        for rid in ids:
-            progress.started(rid)
-            res = run_point(path, rid, wait=False)
-            (busy.append(rid) if res["outcome"] == "busy" else record(res))
-        for rid in busy:
-            record(run_point(path, rid, wait=True))
+        def in_process(ids: list[str], blocking: bool) -> list[str]:
+            busy: list[str] = []
+            for rid in ids:
+                progress.started(rid)
+                _collect(path, rid, lambda rid=rid: run_point(path, rid, blocking), "run died", record, busy)
+            return busy
+
+        _two_passes(ids, in_process)
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=(os.getpid(),)) as ex:
-        for blocking in (False, True):
+        def one_pass(ids: list[str], blocking: bool) -> list[str]:
             futures = {ex.submit(run_point, path, rid, blocking): rid for rid in ids}
             for rid in ids[:jobs]:
                 progress.started(rid)
@@ -224,17 +225,31 @@ def _run_local(path: str, ids: list[str], jobs: int, record, progress) -> None:
             while pending:
                 done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 for f in done:
-                    rid = futures[f]
-                    try:
-                        res = f.result()
-                    except Exception as exc:  # a worker that died (killed, out of memory)
-                        res = {"run_id": rid, "outcome": "failed", "seconds": 0.0,
-                               "error": f"worker process died: {type(exc).__name__}: {exc}"}
-                        _mark_failed(path, rid, res["error"])
-                    (busy.append(rid) if res["outcome"] == "busy" else record(res))
-            ids = busy
-            if not ids:
-                break
+                    _collect(path, futures[f], f.result, "worker process died", record, busy)
+            return busy
+
+        _two_passes(ids, one_pass)
+
+
+def _two_passes(ids: list[str], one_pass: Callable[[list[str], bool], list[str]]) -> None:
+    """Run every id without waiting for runs another process holds, then wait for those."""
+    busy = one_pass(ids, False)
+    if busy:
+        one_pass(busy, True)
+
+
+def _collect(path: str, rid: str, get: Callable[[], dict[str, Any]], died: str, record, busy: list[str]) -> None:
+    """The result of one run (``get()``), or a failure record when its process died; ``busy``
+    runs are kept for the waiting pass."""
+    try:
+        res = get()
+    except Exception as exc:  # a worker / task process that died (killed, out of memory)
+        res = {"run_id": rid, "outcome": "failed", "seconds": 0.0, "error": f"{died}: {type(exc).__name__}: {exc}"}
+        _mark_failed(path, rid, res["error"])
+    if res["outcome"] == "busy":
+        busy.append(rid)
+    else:
+        record(res)
 
 
 def _mark_failed(path: str, rid: str, error: str) -> None:
@@ -272,23 +287,17 @@ def _run_ray(path: str, ids: list[str], jobs: int, address: str | None, record, 
         started = True
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
-        for blocking in (False, True):
+
+        def one_pass(ids: list[str], blocking: bool) -> list[str]:
             refs = {task.remote(path, rid, blocking): rid for rid in ids}
             busy: list[str] = []
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
                 for ref in done:
-                    rid = refs.pop(ref)
-                    try:
-                        res = ray.get(ref)
-                    except Exception as exc:  # the task's process died
-                        res = {"run_id": rid, "outcome": "failed", "seconds": 0.0,
-                               "error": f"Ray task died: {type(exc).__name__}: {exc}"}
-                        _mark_failed(path, rid, res["error"])
-                    (busy.append(rid) if res["outcome"] == "busy" else record(res))
-            ids = busy
-            if not ids:
-                break
+                    _collect(path, refs.pop(ref), lambda ref=ref: ray.get(ref), "Ray task died", record, busy)
+            return busy
+
+        _two_passes(ids, one_pass)
     finally:
         if started:
             ray.shutdown()
