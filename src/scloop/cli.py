@@ -234,18 +234,9 @@ def export(
         return
     store = RunStore(_resolve_run(run, out))
     if to is not None:
-        import io
+        from scloop.store.sweep_store import write_table
 
-        from scloop.store.atomic import atomic_write_bytes
-
-        df = store.table(include_timing=timing)
-        if to.endswith(".csv"):
-            atomic_write_bytes(Path(to), df.to_csv(index=False).encode())
-        else:
-            buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
-            atomic_write_bytes(Path(to), buf.getvalue())
-        typer.echo(f"wrote {to}")
+        typer.echo(f"wrote {write_table(store.table(include_timing=timing), to)}")
         return
     if fmt == "json":
         typer.echo(store.records().to_json(orient="records"))

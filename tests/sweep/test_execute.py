@@ -197,3 +197,17 @@ def test_ray_scale_200_runs(tmp_path):
     expected = sum(len(build_units(p.spec)) * (p.spec.n_generations + 1) * (len(p.spec.metrics) + 4)
                    for p in spec.points())
     assert len(_main(open_results(s.path))) == expected
+
+
+def test_export_csv_and_parquet_round_trip(tmp_path, sweep_file):
+    from scloop.store import SweepStore
+
+    s = run_sweep(load_sweep(str(sweep_file)), out=tmp_path, jobs=1, quiet=True)
+    st = SweepStore(s.path)
+    df = st.table(include_timing=False)
+    back_pq = pd.read_parquet(st.export(tmp_path / "t.parquet", include_timing=False))
+    back_csv = pd.read_csv(st.export(tmp_path / "t.csv", include_timing=False))
+    st.close()
+    assert len(back_pq) == len(back_csv) == len(df) > 0
+    assert np.allclose(back_pq["value"], df["value"]) and np.allclose(back_csv["value"], df["value"])
+    assert list(back_pq.columns) == list(df.columns)

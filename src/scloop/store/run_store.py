@@ -66,6 +66,22 @@ def _gamma_py(g: float) -> float:
     return math.inf if g >= 1e308 else g
 
 
+def sql_filters(metric_col: str, generation_col: str, metric: str | None,
+                generations: Iterable[int] | None) -> tuple[list[str], list[Any]]:
+    """WHERE clauses and their parameters restricting a tidy query to one metric and/or some
+    generations (shared by the run and sweep tables)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if metric is not None:
+        where.append(f"{metric_col} = ?")
+        args.append(metric)
+    if generations is not None:
+        gens = [int(g) for g in generations]
+        where.append(f"{generation_col} IN ({','.join('?' * len(gens))})")
+        args.extend(gens)
+    return where, args
+
+
 class RunStore:
     """One run directory."""
 
@@ -186,14 +202,7 @@ class RunStore:
         """Rows of :data:`EXPORT_COLUMNS` + :data:`EXTRA_COLUMNS`, deterministically ordered,
         optionally restricted to one metric and some generations."""
         task = self.db
-        where, args = [], []
-        if metric is not None:
-            where.append("n.name = ?")
-            args.append(metric)
-        if generations is not None:
-            gens = [int(g) for g in generations]
-            where.append(f"m.generation IN ({','.join('?' * len(gens))})")
-            args.extend(gens)
+        where, args = sql_filters("n.name", "m.generation", metric, generations)
         q = f"""SELECT u.task, u.arm, u.seed, u.lambda, u.gamma, u.n_real, u.policy, u.correction,
                       r.generation, n.name, m.value, r.status, r.n_synthetic
                FROM metrics m JOIN units u ON u.unit = m.unit

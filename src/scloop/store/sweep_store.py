@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from scloop.store.run_store import EXPORT_COLUMNS, EXTRA_COLUMNS, RunStore
+from scloop.store.run_store import EXPORT_COLUMNS, EXTRA_COLUMNS, RunStore, sql_filters
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -180,14 +180,7 @@ class SweepStore:
         (e.g. ``model.reg_covar``).  Ordered by run position, then as in the run tables."""
         import pandas as pd
 
-        where, args = [], []
-        if metric is not None:
-            where.append("r.metric = ?")
-            args.append(metric)
-        if generations is not None:
-            gens = [int(g) for g in generations]
-            where.append(f"r.generation IN ({','.join('?' * len(gens))})")
-            args.extend(gens)
+        where, args = sql_filters("r.metric", "r.generation", metric, generations)
         if not include_timing:
             where.append("r.metric NOT LIKE '%\\_seconds' ESCAPE '\\'")
         cols = ", ".join(f"r.{c}" for c in EXPORT_COLUMNS + EXTRA_COLUMNS)
@@ -208,23 +201,27 @@ class SweepStore:
 
     def export(self, path: Path | str, **kw: Any) -> Path:
         """Write :meth:`table` to ``.csv`` or ``.parquet`` (pyarrow) atomically."""
-        from scloop.store.atomic import atomic_write_bytes
+        return write_table(self.table(**kw), path)
 
-        path = Path(path)
-        df = self.table(**kw)
-        if path.suffix == ".csv":
-            atomic_write_bytes(path, df.to_csv(index=False).encode())
-        elif path.suffix in (".parquet", ".pq"):
-            import io
 
-            buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
-            atomic_write_bytes(path, buf.getvalue())
-        else:
-            from scloop.core.registry import ConfigError
+def write_table(df, path: Path | str) -> Path:
+    """Write a results DataFrame to ``.csv`` or ``.parquet`` (pyarrow), atomically."""
+    import io
 
-            raise ConfigError(f"--to: got {str(path)!r}; allowed: a path ending in .csv or .parquet")
-        return path
+    from scloop.store.atomic import atomic_write_bytes
+
+    path = Path(path)
+    if path.suffix == ".csv":
+        atomic_write_bytes(path, df.to_csv(index=False).encode())
+    elif path.suffix in (".parquet", ".pq"):
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+    else:
+        from scloop.core.registry import ConfigError
+
+        raise ConfigError(f"--to: got {str(path)!r}; allowed: a path ending in .csv or .parquet")
+    return path
 
 
 def open_results(path: Path | str, **kw: Any):
