@@ -68,3 +68,26 @@ def test_learned_motion_metrics(task, tmp_path):
     assert ms["motion_fid"](Evaluation(None, frozen, ref)) > 3 * train["motion_fid"]
     same = Data(np.repeat(real.x[:1], 20, axis=0), np.repeat(real.y[:1], 20))
     assert ms["motion_diversity"](Evaluation(None, same, ref)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_motion_fid_ignores_invisible_noise(task, tmp_path):
+    """Joints that are exact hinges in the data have rotation entries with std 0; a 1e-3
+    deviation there is invisible, and must not count as hundreds of standard deviations (it did
+    with a per-feature std: FID x 3,500 on real windows).  A visible change still counts."""
+    from scloop.motion.representation import feature_layout
+    from scloop.nets.motion_encoder import standardisation
+
+    real, ref = task.real_data(task.n_available), task.reference()
+    groups = list(feature_layout(task.meta["skeleton"]).values())
+    _, std = standardisation(real.x, groups)
+    per_feature = real.x.reshape(-1, real.x.shape[-1]).std(axis=0)
+    assert (per_feature < 1e-4).any()  # the data has such channels; the encoder does not divide by them
+    ctx = MetricContext(real, ref, cache_dir=tmp_path, meta=task.meta)
+    fid = METRICS.create("motion_fid").prepare(ctx)
+    base = fid(Evaluation(None, real, ref))
+    rng = np.random.default_rng(0)
+    noisy = Data(real.x + rng.normal(0, 1e-3, real.x.shape).astype(np.float32), real.y)
+    assert abs(fid(Evaluation(None, noisy, ref)) - base) < 0.02 * base
+    lifted = Data(real.x.copy(), real.y)
+    lifted.x[:, :, groups[4]] += 0.05  # every joint position 5 cm off
+    assert fid(Evaluation(None, lifted, ref)) > 1.5 * base

@@ -96,3 +96,27 @@ def test_deterministic(clip, tracked):
     np.testing.assert_array_equal(r2.clip.rotations, tracked.clip.rotations)
     np.testing.assert_array_equal(r2.clip.translations, tracked.clip.translations)
     assert r2.falls == tracked.falls and r2.harness_load == tracked.harness_load
+
+
+def test_integral_action_cuts_the_systematic_offset(shared_data):
+    """PD alone settles off the reference by load / kp the same way in every clip; the integral
+    term removes most of that bias (mean pelvis-relative joint offset over frames)."""
+    from scloop.motion.check import clean_clips
+
+    clips = clean_clips(shared_data, n_clips=8, max_frames=90)
+
+    def bias_and_error(integral_time):
+        b, e = [], []
+        for c in clips:
+            r = track(c, harness=1.0, integral_time=integral_time)
+            X, Y = c.positions(), r.clip.positions()
+            off = (Y - Y[:, 1:2]) - (X - X[:, 1:2])
+            b.append(np.linalg.norm(off[10:].mean(axis=0), axis=-1).mean())
+            e.append(r.tracking_error_cm)
+        return np.mean(b), np.mean(e)
+
+    b0, e0 = bias_and_error(0.0)
+    b1, e1 = bias_and_error(0.1)
+    assert b1 < 0.85 * b0 and e1 < e0
+    with pytest.raises(ValueError, match="integral_time"):
+        track(clips[0], integral_time=-1.0)

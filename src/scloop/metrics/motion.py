@@ -72,9 +72,12 @@ class _MotionEncoderSpace:
     (:mod:`scloop.nets.motion_encoder`), trained/loaded on the real training windows."""
 
     def _feature_network(self, context: MetricContext):
+        from scloop.motion.representation import feature_layout
         from scloop.nets.motion_encoder import train_motion_encoder
 
-        return train_motion_encoder(context.real, seed=0, cache_dir=context.cache_dir)
+        meta = context.meta or {}
+        groups = list(feature_layout(meta["skeleton"]).values()) if "skeleton" in meta else None
+        return train_motion_encoder(context.real, seed=0, cache_dir=context.cache_dir, groups=groups)
 
 
 class MotionFID(_MotionEncoderSpace, FID):
