@@ -465,13 +465,17 @@ def gen0_key(spec: ExperimentSpec) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _gen0_paths(spec: ExperimentSpec, store: RunStore, seed: int) -> tuple[Path, Path]:
+def _gen0_paths(spec: ExperimentSpec, store: RunStore, seed: int,
+                metrics: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """``(<cache>/gen0/<model key>-seedNNNN.npz, <...>-<eval key>.json)``.  The record (generation-0
-    metrics) also depends on the metric list and the evaluation settings, so it has its own key."""
+    metrics) also depends on the metric list, the evaluation settings and what each prepared metric
+    reports as its ``fingerprint()`` (e.g. the digest of a learned feature network, which changes
+    with its architecture version), so it has its own key."""
     import hashlib
 
     key = gen0_key(spec)
-    ev = hashlib.sha256(repr((key, spec.metrics)).encode()).hexdigest()[:8]
+    prints = tuple(str(m.fingerprint()) if hasattr(m, "fingerprint") else "" for m in (metrics or {}).values())
+    ev = hashlib.sha256(repr((key, spec.metrics) + ((prints,) if any(prints) else ())).encode()).hexdigest()[:8]
     root = cache_dir_for(store.path) / "gen0"
     return root / f"{key}-seed{seed:04d}.npz", root / f"{key}-seed{seed:04d}-{ev}.json"
 
@@ -506,7 +510,7 @@ def _generation0(spec: ExperimentSpec, store: RunStore, seed: int, ctx: _SeedCon
     worker processes and by every run under the same runs root with the same :func:`gen0_key`,
     through ``<root>/.cache/gen0/<key>-seedNNNN.npz`` (a lock makes concurrent runs wait for one
     fit instead of fitting side by side)."""
-    npz, meta = _gen0_paths(spec, store, seed)
+    npz, meta = _gen0_paths(spec, store, seed, ctx.evaluator.metrics)
     with _FileLock(npz.with_suffix(".lock")):
         return _generation0_locked(spec, seed, ctx, make_model, npz, meta)
 

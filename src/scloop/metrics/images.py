@@ -248,6 +248,12 @@ class ImageMetric:
 
         return train_classifier(context.real, seed=FEATURE_SEED, cache_dir=context.cache_dir, device=context.device)
 
+    def fingerprint(self) -> str:
+        """What the metric's values depend on beyond its name: the feature network's digest (its
+        training data, architecture version and hyper-parameters).  Cached generation-0 records
+        are keyed on it, so a changed network is never read from a stale record."""
+        return self.classifier_.digest if hasattr(self, "classifier_") else ""
+
     def prepare(self, context: MetricContext) -> Self:
         self.classifier_ = self._feature_network(context)
         self.space_ = feature_space(self.classifier_)
