@@ -13,15 +13,12 @@ pytest.importorskip("mujoco")
 from scloop.motion.bvh import read_bvh  # noqa: E402
 from scloop.motion.physics import build_mjcf, layout, track  # noqa: E402
 
-DATA = Path("/work/shared/data/mocap/bandai-namco/dataset-1/data")
-WALK = DATA / "dataset-1_walk_normal_001.bvh"
-
-pytestmark = pytest.mark.skipif(not WALK.exists(), reason="Bandai-Namco data not available")
+WALK = Path("mocap/bandai-namco/dataset-1/data/dataset-1_walk_normal_001.bvh")
 
 
 @pytest.fixture(scope="module")
-def clip():
-    c = read_bvh(WALK)
+def clip(shared_data):
+    c = read_bvh(shared_data / WALK)
     return replace(c, rotations=c.rotations[:60].copy(), translations=c.translations[:60].copy())
 
 
