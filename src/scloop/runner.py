@@ -462,6 +462,10 @@ def gen0_key(spec: ExperimentSpec) -> str:
 
     d = spec.to_dict()
     blob = {k: d[k] for k in ("task", "model", "n_real", "seed", "init")}
+    # a model factory may declare a cache_version: bumped when its fit changes what it stores
+    version = getattr(MODELS.get(spec.model.name), "cache_version", None) if spec.model.name in MODELS else None
+    if version is not None:
+        blob["model_cache_version"] = version
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

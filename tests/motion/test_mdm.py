@@ -154,6 +154,24 @@ def test_standardisation_is_kept_from_generation_0(windows):
         m.update(Data(windows.x[:, :5], windows.y), rng=_rng(1))
 
 
+def test_standardisation_groups(windows):
+    """Default: one std per feature group (HumanML3D convention); ``feature``: each feature's own
+    std floored at 1e-3 (the old behaviour)."""
+    from scloop.nets.motion_denoiser import layout_from_features
+
+    x = windows.x.copy()
+    x[:, :, 10] = 0.25  # a constant rotation entry, as an exact hinge joint has
+    data = Data(x, windows.y)
+    sd = x.reshape(-1, F).std(0)
+    g = _make("mdm").fit(data, rng=_rng(0))
+    for sl in layout_from_features(F).values():
+        np.testing.assert_allclose(g.std_[sl], sd[sl].mean(), rtol=1e-5)
+    assert g.std_[10] > 0.5  # the constant channel is not blown up
+    f = _make("mdm", standardise="feature").fit(data, rng=_rng(0))
+    np.testing.assert_allclose(f.std_, np.maximum(sd, 1e-3), rtol=1e-5)
+    assert f.std_[10] == pytest.approx(1e-3)
+
+
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
 def test_samplers_and_guidance(windows, sampler):
     m = _make("mdm", sampler=sampler, sample_steps=5 if sampler != "ddpm" else None, guidance=1.5)
@@ -194,7 +212,7 @@ def test_fit_rejects_bad_data(windows):
     "options",
     [{"heads": 3}, {"guidance": -1.0}, {"schedule": "sigmoid"}, {"sampler": "euler"}, {"timesteps": 1},
      {"p_uncond": 1.5}, {"finetune_optimizer": "sgd"}, {"lr_decay": "cosine"}, {"device": "tpu"},
-     {"sample_steps": 5000}, {"lambda_foot": -1}, {"latent": 0}, {"dropout": 1.0}],
+     {"sample_steps": 5000}, {"lambda_foot": -1}, {"latent": 0}, {"dropout": 1.0}, {"standardise": "zscore"}],
 )
 def test_bad_options_raise(options):
     with pytest.raises(ConfigError, match=next(iter(options))):

@@ -75,7 +75,7 @@ def test_motion_fid_ignores_invisible_noise(task, tmp_path):
     deviation there is invisible, and must not count as hundreds of standard deviations (it did
     with a per-feature std: FID x 3,500 on real windows).  A visible change still counts."""
     from scloop.motion.representation import feature_layout
-    from scloop.nets.motion_encoder import standardisation
+    from scloop.motion.representation import standardisation
 
     real, ref = task.real_data(task.n_available), task.reference()
     groups = list(feature_layout(task.meta["skeleton"]).values())

@@ -2,9 +2,15 @@
 
 Data: windows ``(n, T, F)`` float32 of the canonical motion representation
 (:mod:`scloop.motion.representation`), labels ``y`` (n,) int (the task's condition: the action).
-The model standardises the features with the per-feature mean and std of the data it is first
-fitted on (generation 0, real data; MDM recomputes Mean/Std on the training subset) and keeps them
-for every later generation.
+The model standardises the features with the per-feature mean and, with ``standardise: group``
+(default), the per-*group* std of the data it is first fitted on (generation 0, real data) and keeps
+them for every later generation: every feature of a group of the representation (root height, root
+velocity, yaw rate, rotations, positions, contacts) is divided by the group's mean std, as in the
+HumanML3D Mean/Std files MDM trains with (MDM recomputes them on its training subset).
+``standardise: feature`` divides by each feature's own std, floored at 1e-3 -- which makes the
+near-constant channels of exact hinge joints (std 0 - 0.01 on Bandai) the loudest ones: a
+physics-corrected window's 0.1-degree elbow wobble then carried 90 % of its frame-to-frame
+variance in the model's units (docs/motion.md, "Standardisation").
 
 Diffusion: ``timesteps`` steps (paper 1,000), ``schedule`` cosine (paper) or linear, and the
 network predicts **x0** (MDM), trained with
@@ -62,6 +68,9 @@ DEFAULT_SAMPLE_STEPS = {"ddim": 50, "dpm": 20}  # ddpm: all timesteps
 LR_DECAYS = ("constant", "linear")
 FINETUNE_OPTIMIZERS = ("reset", "keep")
 STD_FLOOR = 1e-3  # per-feature std floor of the standardisation (near-constant channels)
+STANDARDISE = ("group", "feature")
+# bumped when fitting changes what a stored generation-0 model holds: part of runner.gen0_key
+CACHE_VERSION = "mdm-2"  # 2: per-group std by default
 
 
 class MDMModel(ConditionalDiffusion):
@@ -105,6 +114,7 @@ class MDMModel(ConditionalDiffusion):
         sample_steps: int | None = None,
         sample_batch: int = 256,
         device: str = "auto",
+        standardise: str = "group",
     ) -> None:
         self.n_classes = n_classes
         self.fps = fps
@@ -133,6 +143,7 @@ class MDMModel(ConditionalDiffusion):
         self.sampler = sampler
         self.sample_steps = sample_steps
         self.sample_batch = sample_batch
+        self.standardise = standardise
         self.device = device
 
     # ------------------------------------------------------------------ pieces
@@ -298,7 +309,13 @@ class MDMModel(ConditionalDiffusion):
         self.shape_ = tuple(int(s) for s in x.shape[1:])
         self.n_classes_ = int(self.n_classes) if self.n_classes is not None else int(y.max()) + 1
         self.mean_ = x.reshape(-1, x.shape[-1]).mean(0).astype(np.float32)
-        self.std_ = np.maximum(x.reshape(-1, x.shape[-1]).std(0), STD_FLOOR).astype(np.float32)
+        if self.standardise == "group":
+            from scloop.motion.representation import standardisation
+            from scloop.nets.motion_denoiser import layout_from_features
+
+            self.std_ = standardisation(x, list(layout_from_features(x.shape[-1]).values()))[1]
+        else:
+            self.std_ = np.maximum(x.reshape(-1, x.shape[-1]).std(0), STD_FLOOR).astype(np.float32)
         if self.geometric:
             from scloop.nets.motion_denoiser import infer_kinematics
 
@@ -490,6 +507,7 @@ def _validated(o: dict[str, Any]) -> dict[str, Any]:
     if o["sample_steps"] is not None and o["sample_steps"] > o["timesteps"]:
         raise ConfigError(f"model.sample_steps: got {o['sample_steps']!r}; allowed: <= timesteps ({o['timesteps']})")
     _choice("device", o["device"], DEVICES)
+    _choice("standardise", o["standardise"], STANDARDISE)
     o = dict(o)
     for k in ("latent", "layers", "heads", "ff_size", "timesteps", "steps", "batch_size", "finetune_steps",
               "sample_batch"):
@@ -515,10 +533,14 @@ def make_mdm(**options: Any) -> MDMModel:
     ``batch_size``, ``lr``, ``lr_decay``, ``weight_decay`` (AdamW).  Later generations:
     ``finetune_steps``, ``finetune_lr`` (None: lr), ``finetune_optimizer`` reset | keep.
     Sampling: ``sampler`` ddpm | ddim | dpm, ``sample_steps`` (None: timesteps / 50 / 20),
-    ``sample_batch``.  ``device`` auto | cpu | cuda.
+    ``sample_batch``.  ``device`` auto | cpu | cuda.  ``standardise`` group | feature (module
+    docstring).
     """
     defaults = {k: p.default for k, p in inspect.signature(MDMModel).parameters.items()}
     return MDMModel(**_validated({**defaults, **options}))
+
+
+make_mdm.cache_version = CACHE_VERSION  # type: ignore[attr-defined]
 
 
 make_mdm.__signature__ = inspect.signature(MDMModel).replace(return_annotation="MDMModel")  # type: ignore[attr-defined]

@@ -37,6 +37,8 @@ original or the canonical skeleton to :func:`feature_layout` / :func:`decode`.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import dataclasses
 
 import numpy as np
@@ -244,6 +246,27 @@ def feature_layout(skeleton: Skeleton) -> dict[str, slice]:
     """Slices of the feature vector (module docstring) for ``skeleton`` (original or canonical)."""
     skel = canonical_skeleton(skeleton)
     return layout(skel.n_joints, len(skel.foot_joints()))
+
+
+def standardisation(x: np.ndarray, groups: Sequence[slice] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (F,) and std (F,) of windows ``x`` (n, T, F) for the encoder's input.
+
+    With ``groups`` (slices of the feature vector, e.g. the representation's root height / root
+    velocity / yaw rate / rotations / positions / contacts), every feature of a group is divided
+    by the *mean* std of the group -- the HumanML3D / MDM feature normalisation.  Features outside
+    every group, and all features when ``groups`` is None, keep their own std floored at 1 % of
+    the mean std.  Why not the per-feature std: joints that are exact hinges in the data (Bandai's
+    knees, shoulders, nearly its elbows) have 6-D rotation entries with std 0 -- 0.0004; divided
+    by that, a deviation of 1e-3 rad, far below anything visible, became hundreds of standard
+    deviations and dominated FID, and the MDM learned their invisible wobble as its largest
+    signal (docs/motion.md, "Motion encoder" and "Standardisation").  Floor 1e-6 on
+    every std."""
+    flat = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
+    mean, sd = flat.mean(axis=0), flat.std(axis=0)
+    std = np.maximum(sd, 0.01 * sd.mean())
+    for g in groups or ():
+        std[g] = sd[g].mean()
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
 def n_features(skeleton: Skeleton) -> int:

@@ -3,7 +3,8 @@ distribution metrics (FID, diversity, multimodality, recognition accuracy), as t
 evaluator is a pretrained action-recognition network (PAPER_NOTES §3.3) that is not open.
 
 Network: the features are standardised with the training windows' per-dimension mean and a
-*per-group* std (:func:`standardisation`), then Conv1d(F, 128, 5) - ReLU - Conv1d(128, 128, 5, stride 2) - ReLU - mean over time (the
+*per-group* std (:func:`scloop.motion.representation.standardisation`), then Conv1d(F, 128, 5) -
+ReLU - Conv1d(128, 128, 5, stride 2) - ReLU - mean over time (the
 128-d embedding) - Linear(128, 64) - tanh - Linear(64, n_classes), trained with cross-entropy on
 the window labels.  The embedding is taken before the classification head: a head layer
 trained on a few action classes collapses the variation within a class (measured: adding noise
@@ -77,31 +78,12 @@ class MotionEncoderHandle:
         return np.concatenate(feats), np.concatenate(probs)
 
 
-def standardisation(x: np.ndarray, groups: Sequence[slice] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (F,) and std (F,) of windows ``x`` (n, T, F) for the encoder's input.
-
-    With ``groups`` (slices of the feature vector, e.g. the representation's root height / root
-    velocity / yaw rate / rotations / positions / contacts), every feature of a group is divided
-    by the *mean* std of the group -- the HumanML3D / MDM feature normalisation.  Features outside
-    every group, and all features when ``groups`` is None, keep their own std floored at 1 % of
-    the mean std.  Why not the per-feature std: joints that are exact hinges in the data (Bandai's
-    knees, shoulders, nearly its elbows) have 6-D rotation entries with std 0 -- 0.0004; divided
-    by that, a deviation of 1e-3 rad, far below anything visible, became hundreds of standard
-    deviations and dominated FID (measured in docs/motion.md, "Motion encoder").  Floor 1e-6 on
-    every std."""
-    flat = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
-    mean, sd = flat.mean(axis=0), flat.std(axis=0)
-    std = np.maximum(sd, 0.01 * sd.mean())
-    for g in groups or ():
-        std[g] = sd[g].mean()
-    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
-
-
 def train_motion_encoder(data: Data, *, seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,
                          cache_dir: Path | str | None = None,
                          groups: Sequence[slice] | None = None) -> MotionEncoderHandle:
     """Train (or load from the cache) the encoder on labelled windows ``x`` (n, T, F), ``y`` (n,);
-    ``groups``: feature groups of the standardisation (:func:`standardisation`)."""
+    ``groups``: feature groups of the standardisation
+    (:func:`scloop.motion.representation.standardisation`)."""
     import torch
 
     x = np.ascontiguousarray(data.x, dtype=np.float32)
@@ -117,6 +99,8 @@ def train_motion_encoder(data: Data, *, seed: int = 0, epochs: int = 30, batch_s
     digest = h.hexdigest()[:16]
     if digest in _MEMO:
         return _MEMO[digest]
+    from scloop.motion.representation import standardisation
+
     mean, std = standardisation(x, groups)
     path = Path(cache_dir) / f"motion-encoder-{digest}.pt" if cache_dir is not None else None
     gen = torch.Generator().manual_seed(seed)
