@@ -204,3 +204,35 @@ def test_final_table_explicit_generation_drops_inf(df):
     vals = df[(df.metric == "w2-gaussian") & (df.correction == "knn") & (df.gamma == math.inf)
               & (df.generation == 7)].value.to_numpy()
     assert sd == pytest.approx(np.std(vals, ddof=1))
+
+
+def test_two_seed_band_is_the_seed_range_not_a_t_interval(df, tmp_path, monkeypatch):
+    """With 2 seeds the t band (mean +- 12.7 sd/sqrt 2) dwarfs the data; figures draw min..max."""
+    import matplotlib.axes
+
+    two = df[df.seed.isin([0, 1]) & df.correction.isin(["oracle-mixture", "none"])]
+    drawn = []
+    real_fill = matplotlib.axes.Axes.fill_between
+
+    def spy(self, x, lo, hi, *a, **k):
+        drawn.append((np.asarray(lo, float), np.asarray(hi, float)))
+        return real_fill(self, x, lo, hi, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "fill_between", spy)
+    metric_vs_generation(two, "w2-gaussian", tmp_path / "two")
+    vals = two[two.metric == "w2-gaussian"].value
+    vals = vals[np.isfinite(vals)]
+    assert drawn
+    for lo, hi in drawn:
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        assert ok.any()
+        assert lo[ok].min() >= vals.min() - 1e-12 and hi[ok].max() <= vals.max() + 1e-12
+
+    drawn.clear()  # four seeds: the t-based band of the mean, which can reach past the data
+    four = df[df.correction.isin(["oracle-mixture", "none"])]
+    metric_vs_generation(four, "w2-gaussian", tmp_path / "four")
+    per = four[(four.metric == "w2-gaussian") & (four.arm == "baseline")]
+    g = per.groupby("generation").value
+    half = student_t.ppf(0.975, 3) * g.std() / 2.0
+    expect_hi = (g.mean() + half).to_numpy()
+    assert any(np.allclose(hi, expect_hi) for _, hi in drawn)

@@ -44,6 +44,14 @@ METRIC_LABELS: dict[str, str] = {
     "mean_error": "‖μ̂ − μ*‖",
     "cov_error": "‖Σ̂ − Σ*‖_F",
     "sample_seconds": "Sampling time per generation (s)",
+    "motion_fid": "Motion FID (encoder embedding)",
+    "motion_recognition": "Action recognition accuracy",
+    "motion_diversity": "Diversity (relative to real)",
+    "motion_multimodality": "Multimodality (relative to real)",
+    "motion_penetration": "Foot penetration (m)",
+    "motion_floating": "Foot floating (m)",
+    "motion_skating": "Foot skating (m/s)",
+    "motion_jerk": "Jerk (m/s³)",
 }
 
 _PANEL_KEYS = ["correction", "lambda"]
@@ -137,7 +145,7 @@ def _per_seed(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 def _summarize(per_seed: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Seed mean, sd, n (finite values) and 95% CI per group of ``keys``."""
     g = per_seed.groupby(list(keys), dropna=False, sort=True)["value"]
-    out = g.agg(mean="mean", sd="std", n="count").reset_index()
+    out = g.agg(mean="mean", sd="std", n="count", lo="min", hi="max").reset_index()
     n = out["n"].to_numpy(dtype=float)
     sd = out["sd"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -145,7 +153,24 @@ def _summarize(per_seed: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
     out["n"] = out["n"].astype(int)
-    return out
+    return out.rename(columns={"lo": "seed_min", "hi": "seed_max"})
+
+
+# With two seeds the t-based 95% band of the mean is mean ± 12.7 sd/sqrt(2): it dwarfs the data
+# (and crosses zero for FID-like metrics), so figures show the seed range instead below this.
+_MIN_SEEDS_FOR_CI = 3
+
+
+def _band_kind(summ: pd.DataFrame) -> str:
+    """"ci" (t-based 95% band of the seed mean) or "range" (min..max over seeds)."""
+    n = summ["n"].to_numpy()
+    return "ci" if n.size and int(n.max()) >= _MIN_SEEDS_FOR_CI else "range"
+
+
+def _band_label(kind: str, summ: pd.DataFrame) -> str:
+    if kind == "ci":
+        return "band: 95% CI of the seed mean"
+    return f"band: range over {int(summ['n'].max()) if len(summ) else 0} seeds"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -318,14 +343,17 @@ def _save(fig, out_stem: Path) -> list[Path]:
     return [png, svg]
 
 
-def _draw_curve(ax, s: pd.DataFrame, style: dict, lw: float, band: bool = True):
+def _draw_curve(ax, s: pd.DataFrame, style: dict, lw: float, band: str | None = "ci"):
     x = s["generation"].to_numpy()
     y = s["mean"].to_numpy(dtype=float)
     (line,) = ax.plot(x, y, color=style["color"], linestyle=style["linestyle"], linewidth=lw,
                       label=style["label"], solid_capstyle="butt")
     if band:
-        lo = s["ci_low"].to_numpy(dtype=float)
-        hi = s["ci_high"].to_numpy(dtype=float)
+        lo_col, hi_col = ("ci_low", "ci_high") if band == "ci" else ("seed_min", "seed_max")
+        lo = s[lo_col].to_numpy(dtype=float)
+        hi = s[hi_col].to_numpy(dtype=float)
+        if band == "range":  # a single seed has no spread to show
+            lo = np.where(s["n"].to_numpy() >= 2, lo, np.nan)
         ok = np.isfinite(lo) & np.isfinite(hi)
         if ok.any():
             ax.fill_between(x, lo, hi, where=ok, color=style["color"], alpha=0.16,
@@ -375,7 +403,8 @@ def metric_vs_generation(
     """Plot ``metric`` vs generation; one panel per (correction, lambda), one line per curve.
 
     Each line is the seed mean of one ``(arm, gamma)`` with a t-based 95% band of the mean
-    (no band where only one seed is finite).  Correction arms are coloured red (smallest
+    when at least 3 seeds are present, else the range over the seeds (no band where only one
+    seed is finite); the legend says which.  Correction arms are coloured red (smallest
     gamma) to purple (largest gamma, ``inf`` shown as "∞"); the baseline arm is black dashed
     and the no-correction arm grey.  Saves ``<out_stem>.png`` (dpi 150) and
     ``<out_stem>.svg`` and returns both paths.
@@ -390,6 +419,7 @@ def metric_vs_generation(
     panels, members = _assign_panels(per_seed)
     colors = _gamma_colors(per_seed)
     frames = _curve_frames(summ)
+    band = _band_kind(summ)
     lw = _linewidth(int(per_seed["generation"].max()))
     show_corr = len({p[0] for p in panels}) > 1 or any(
         str(p[0]) not in ("none", "nan") for p in panels
@@ -409,7 +439,7 @@ def metric_vs_generation(
                     continue
                 multi = sum(1 for t in curves if t[2] == arm) > 1
                 style = _curve_style(arm, gamma, colors, multi)
-                line = _draw_curve(ax, sel, style, lw)
+                line = _draw_curve(ax, sel, style, lw, band)
                 entries.append((_curve_key(arm, gamma), style["label"], line))
             if len(panels) > 1 or show_corr:
                 ax.set_title(_panel_title(panel, show_corr))
@@ -419,7 +449,7 @@ def metric_vs_generation(
             ax.margins(x=0.01)
             if logy:
                 ax.set_yscale("log")
-        _add_legend(fig, entries, title="Correction strength")
+        _add_legend(fig, entries, title=f"Correction strength\n({_band_label(band, summ)})")
         if title:
             fig.suptitle(title)
         return _save(fig, out_stem)
@@ -454,6 +484,7 @@ def theory_overlay(
     panels, members = _assign_panels(per_seed)
     colors = _gamma_colors(per_seed)
     frames = _curve_frames(summ)
+    band = _band_kind(summ)
     lw = _linewidth(int(per_seed["generation"].max()))
     show_corr = len({p[0] for p in panels}) > 1
 
@@ -474,7 +505,7 @@ def theory_overlay(
                     pos = pos[pos > 0]
                     if pos.size:
                         measured_min = min(measured_min, float(pos.min()))
-                    line = _draw_curve(ax, finite, style, lw)
+                    line = _draw_curve(ax, finite, style, lw, band)
                     entries.append((_curve_key(arm, gamma), style["label"], line))
                 g0 = sel.loc[sel["generation"] == 0, "mean"]
                 e0 = float(g0.iloc[0]) if len(g0) else math.nan
@@ -503,7 +534,7 @@ def theory_overlay(
         if math.isfinite(measured_min) and theory_min < measured_min * 1e-3:
             axes[0].set_ylim(bottom=measured_min * 1e-3)
         style_handles = [
-            ((9, "", 0.0), "measured (seed mean ± 95% CI)",
+            ((9, "", 0.0), "measured (seed mean; " + _band_label(band, summ) + ")",
              Line2D([], [], color="black", linestyle="-", linewidth=1.4)),
             ((9, "", 1.0), "theory", Line2D([], [], color="black", linestyle="--", linewidth=1.4)),
         ]

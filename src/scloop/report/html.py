@@ -4,7 +4,7 @@ Sections (each only when the data has it):
 
 1. runs and their states (failed runs with their error);
 2. every metric vs generation, per facet (the run-level parameters that vary across runs, e.g.
-   policy or n), one panel per (correction, lambda), seed mean with a t-based 95% band;
+   policy or n), one panel per (correction, lambda), seed mean with a t-based 95% band (seed range below 3 seeds);
    for Gaussian tasks with the ``augment`` policy the closed-form mean-error prediction overlaid;
 3. (lambda, gamma) phase diagrams of the final-generation seed mean and of the first generation at
    which the seed mean crosses a collapse threshold (default: twice -- or, for metrics where
@@ -339,7 +339,7 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
     # 2. metric vs generation ----------------------------------------------------------------
     if shown:
         section("curves", "Metrics vs generation")
-        parts.append("<p class='note'>Seed mean with a t-based 95% band of the mean; one panel per "
+        parts.append("<p class='note'>Seed mean with a t-based 95% band of the mean (the seed range when fewer than 3 seeds); one panel per "
                      "(correction, λ); colours by correction strength γ; baseline black dashed, "
                      "no-correction grey.</p>")
         if len(facets) > MAX_FACETS:
