@@ -316,6 +316,16 @@ def report(
         _fail(str(exc))
         return
     typer.echo(f"wrote {index}")
+    vcsv = index.parent / "verdicts.csv"
+    if vcsv.exists():
+        import pandas as pd
+
+        v = pd.read_csv(vcsv)
+        typer.echo(f"wrote {index.parent / 'verdicts.md'} and {vcsv.name}; verdicts (corrector vs no correction):")
+        for metric, g in v.groupby("metric", sort=True):
+            counts = g["verdict"].value_counts()
+            typer.echo(f"  {metric:<16} " + ", ".join(f"{k} {int(counts.get(k, 0))}" for k in
+                                                     ("helps", "hurts", "no detectable effect")))
 
 
 @app.command()

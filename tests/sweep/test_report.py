@@ -63,6 +63,18 @@ def test_cli_report(report):
     assert r.returncode == 0, r.stderr
     assert "> 0.5" in (sweep_dir / "report" / "index.html").read_text() or "&gt; 0.5" in \
         (sweep_dir / "report" / "index.html").read_text()
+    # the verdict tables also land as Markdown and CSV, and the console summarises them
+    rep = sweep_dir / "report"
+    import pandas as pd
+
+    v = pd.read_csv(rep / "verdicts.csv")
+    assert len(v) and set(v["verdict"]) <= {"helps", "hurts", "no detectable effect"}
+    md = (rep / "verdicts.md").read_text()
+    assert all(f"## {m}" in md for m in v["metric"].unique())
+    assert md.count("\n- ") == len(v)  # one sentence per comparison
+    assert "verdicts (corrector vs no correction)" in r.stdout
+    for m, g in v.groupby("metric"):
+        assert f"hurts {int((g.verdict == 'hurts').sum())}" in r.stdout.split(m, 1)[1].splitlines()[0]
     r = subprocess.run([sys.executable, "-m", "scloop", "report", str(sweep_dir), "--threshold", "w2=abc"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--threshold" in r.stderr

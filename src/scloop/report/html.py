@@ -406,7 +406,9 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
         parts += phase_html
 
     # 4. verdicts ----------------------------------------------------------------------------
-    verdict_html = _verdicts(df, shown)
+    v_tables, v_errors = verdict_tables(df, shown)
+    _write_verdicts(rep, src.title, v_tables)
+    verdict_html = _verdicts(v_tables, v_errors)
     if verdict_html:
         section("verdicts", "Verdicts: each corrector vs no correction")
         parts += verdict_html
@@ -472,12 +474,14 @@ def _is_gaussian(df) -> bool:
     return set(df["task"].astype(str)) == {"gaussian"}
 
 
-def _verdicts(df, metrics: list[str]) -> list[str]:
+def verdict_tables(df, metrics: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`~scloop.report.verdicts.verdict_table` per metric: (tables, why-not per metric)."""
     if df.empty or not {"correction", "no-correction"} <= set(df["arm"]):
-        return []
-    from scloop.report.verdicts import verdict_html, verdict_table
+        return {}, {}
+    from scloop.report.verdicts import verdict_table
 
-    out = []
+    tables: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     for metric in metrics:
         sub = df[df["metric"] == metric]
         if sub.empty:
@@ -485,13 +489,43 @@ def _verdicts(df, metrics: list[str]) -> list[str]:
         try:
             tab = verdict_table(sub, metric)
         except ValueError as exc:
-            out.append(f"<p class='note'>{_e(metric)}: no verdict ({_e(exc)})</p>")
+            errors[metric] = str(exc)
             continue
-        if tab is None or len(tab) == 0:
-            continue
+        if tab is not None and len(tab):
+            tables[metric] = tab
+    return tables, errors
+
+
+def _verdicts(tables: dict[str, Any], errors: dict[str, str]) -> list[str]:
+    from scloop.report.verdicts import verdict_html
+
+    out = [f"<p class='note'>{_e(m)}: no verdict ({_e(e)})</p>" for m, e in errors.items()]
+    for metric, tab in tables.items():
         out.append(f"<h3>{_e(metric)}</h3>")
         out.append(verdict_html(tab))
     return out
+
+
+def _write_verdicts(rep: Path, title: str, tables: dict[str, Any]) -> None:
+    """``verdicts.md`` (every table with its sentences) and ``verdicts.csv`` (one row per
+    comparison) next to the HTML, for papers and scripts; removed when there is nothing to say."""
+    import pandas as pd
+
+    from scloop.report.verdicts import verdict_markdown
+    from scloop.store.atomic import atomic_write_text
+
+    md, csv = rep / "verdicts.md", rep / "verdicts.csv"
+    if not tables:
+        for f in (md, csv):
+            f.unlink(missing_ok=True)
+        return
+    text = [f"# Verdicts: {title}", "",
+            "Each corrector against no correction at the last generation, paired by seed "
+            "(written by `scloop report`).", ""]
+    for metric, tab in tables.items():
+        text += [f"## {metric}", "", verdict_markdown(tab)]
+    atomic_write_text(md, "\n".join(text))
+    atomic_write_text(csv, pd.concat(list(tables.values()), ignore_index=True).to_csv(index=False))
 
 
 def _samples(src: _Source, fig_dir: Path) -> list[str]:
