@@ -241,3 +241,17 @@ def test_config_file_with_base_and_overrides(tmp_path):
     again = tmp_path / "again.yaml"
     again.write_text(spec.to_yaml())
     assert load_spec(str(again)) == spec
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    """PyYAML (YAML 1.1) reads ``3e-4`` as a string; configs, sweeps and --set read it as 3e-4."""
+    from scloop.core.config import apply_overrides, load_raw, load_yaml
+
+    assert load_yaml("a: 3e-4\nb: [1e-2, 1E3]\nc: 2\nd: .inf\ne: abc\nf: 1.5e-3") == {
+        "a": 3e-4, "b": [1e-2, 1e3], "c": 2, "d": math.inf, "e": "abc", "f": 1.5e-3}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("base: digits-quick\nmodel: {name: ddpm, finetune_lr: 3e-4}\n")
+    raw = apply_overrides(load_raw(str(cfg)), ["model.lr=2e-4"])
+    assert raw["model"]["finetune_lr"] == 3e-4 and raw["model"]["lr"] == 2e-4
+    spec = load_spec(str(cfg), overrides=["model.lr=2e-4"])
+    assert spec.model.kwargs["finetune_lr"] == 3e-4 and spec.model.kwargs["lr"] == 2e-4

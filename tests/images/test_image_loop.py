@@ -152,3 +152,21 @@ def test_presets_resolve():
     assert m.lambdas == (0.2, 0.5, 1.0, 1.5) and m.n_generations == 50 and m.n_real == 12000
     assert m.model.kwargs["timesteps"] == 400 and m.model.kwargs["guidance"] == 0.5
     assert dict(m.corrections[0].kwargs)["k"] == 16 and math.isinf(m.gammas[0])
+
+
+def test_mnist_size_option_pools_blocks_on_the_grey_grid(shared_data):
+    import scloop.tasks  # noqa: F401 - registers the tasks
+    from scloop.core.registry import TASKS
+
+    full = TASKS.get("mnist")(data_dir=str(shared_data))
+    small = TASKS.get("mnist")(data_dir=str(shared_data), size=14)
+    assert full.image_shape == (1, 28, 28) and small.image_shape == (1, 14, 14)
+    x28, x14 = full.real_data(50).x, small.real_data(50).x
+    block = x28[:, :, :2, :2].mean(axis=(2, 3))  # top-left 2x2 block of every image
+    np.testing.assert_allclose(x14[:, :, 0, 0], block, atol=0.5 / 255 + 1e-6)
+    assert np.allclose(x14 * 255, np.round(x14 * 255), atol=1e-4)  # still on the 256-level grid
+    assert np.array_equal(small.real_data(50).y, full.real_data(50).y)
+    assert len(small.reference()) == len(full.reference())
+    for bad in (13, 0, True, "14"):
+        with pytest.raises(ConfigError, match="task.size"):
+            TASKS.get("mnist")(data_dir=str(shared_data), size=bad)

@@ -32,6 +32,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -284,7 +285,7 @@ def preset_names() -> list[str]:
 
 def _load_yaml_text(text: str, where: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML ({exc})") from None
     if data is None:
@@ -325,6 +326,23 @@ def load_raw(ref: str, _depth: int = 0) -> dict[str, Any]:
     return raw
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``3e-4`` (no dot) is a string; YAML 1.2 and every user
+    read it as a number, so it resolves as a float here."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also reads ``1e-3`` as a float (config files, sweeps, ``--set``)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``key=value`` or ``a.b=value``; the value is parsed as YAML (``[0,1]``, ``.inf``, ``3``)."""
     if "=" not in item:
@@ -334,7 +352,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"--set {item!r}: empty key")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = load_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
     return key.split("."), value

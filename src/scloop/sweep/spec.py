@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from scloop.core.config import KNOWN_KEYS, ExperimentSpec, load_raw, set_path, spec_from_dict
+from scloop.core.config import KNOWN_KEYS, ExperimentSpec, load_raw, load_yaml, set_path, spec_from_dict
 from scloop.core.registry import ConfigError
 
 SWEEP_KEYS = ("name", "description", "base", "config", "cases", "grid", "zip")
@@ -202,7 +202,7 @@ def load_sweep(ref: str) -> SweepSpec:
         raise ConfigError(f"{ref!r} is neither a sweep file nor a sweep preset; sweep presets: "
                           f"{', '.join(names) or '(none)'}.{hint}")
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where or ref}: not valid YAML ({exc})") from None
     return sweep_from_dict(raw, where)

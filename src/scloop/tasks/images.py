@@ -11,6 +11,10 @@ present, the training split is MNIST train in file order (the paper takes the fi
 (the project's shared data), the first ``10000 - n_holdout`` test images (file order) train
 and the last ``n_holdout`` (default 2,000) are the reference.
 
+``size`` (MNIST only; 28 = native): 14 or 7 average-pools 2x2 or 4x4 blocks and rounds to the
+256 grey levels, a cheaper image for CPU studies (the 8x8 digits' MLP denoiser learns 14x14
+MNIST; it does not learn 28x28 in a CPU budget, docs/images.md).
+
 Both: ``real_data(n_real)`` is the first ``n_real`` images of the training split -- the same
 for every seed, so feature networks and correction prototypes are shared; seeds differ in
 model initialisation, sampling and training.  ``n_eval`` is the number of generated images
@@ -28,6 +32,19 @@ from scloop.core.registry import TASKS, ConfigError
 from scloop.core.types import Data
 
 
+MNIST_SIZES = (28, 14, 7)
+
+
+def downsample(x: np.ndarray, f: int) -> np.ndarray:
+    """(n, 1, H, W) -> (n, 1, H/f, W/f): mean over f x f blocks, rounded to the 256 grey levels
+    (the data stay on MNIST's uint8 grid, as the model's quantisation assumes)."""
+    n, c, h, w = x.shape
+    if h % f or w % f:
+        raise ValueError(f"downsample: {h}x{w} is not divisible by {f}")
+    m = x.reshape(n, c, h // f, f, w // f, f).mean(axis=(3, 5), dtype=np.float64)
+    return (np.round(m * 255.0) / 255.0).astype(np.float32)
+
+
 class ImageTask:
     """Real images ``x`` float32 (n, 1, H, W) in [0, 1] and labels ``y`` int64 (n,)."""
 
@@ -35,9 +52,11 @@ class ImageTask:
     n_classes = 10
 
     def __init__(self, *, dataset: str, data_dir: str | None, n_eval: int, n_holdout: int | None,
-                 split_seed: int, cap_n_real: bool, download: bool) -> None:
+                 split_seed: int, cap_n_real: bool, download: bool, size: int | None = None) -> None:
         if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 10:
             raise ConfigError(f"task.n_eval: got {n_eval!r}; allowed: an integer >= 10")
+        if size is not None and (isinstance(size, bool) or size not in MNIST_SIZES):
+            raise ConfigError(f"task.size: got {size!r}; allowed: one of {', '.join(map(str, MNIST_SIZES))}")
         self.name = dataset
         self.n_eval = n_eval
         self.cap_n_real = bool(cap_n_real)
@@ -80,6 +99,9 @@ class ImageTask:
                     self._ref = Data(xt[len(xt) - hold:], yt[len(xt) - hold:])
             except IDXError as exc:
                 raise ConfigError(f"task.data_dir: {exc}") from None
+            if size is not None and size != 28:
+                self._train = Data(downsample(self._train.x, 28 // size), self._train.y)
+                self._ref = Data(downsample(self._ref.x, 28 // size), self._ref.y)
             self.levels = 256
             self.source = str(root)
         else:  # pragma: no cover - guarded by the factories
@@ -121,6 +143,6 @@ def make_digits(*, n_eval: int = 1000, n_holdout: int | None = None, split_seed:
 
 @TASKS.register("mnist", domain="image")
 def make_mnist(*, data_dir: str | None = None, n_eval: int = 1000, n_holdout: int | None = None,
-               cap_n_real: bool = False, download: bool = False) -> ImageTask:
+               cap_n_real: bool = False, download: bool = False, size: int = 28) -> ImageTask:
     return ImageTask(dataset="mnist", data_dir=data_dir, n_eval=n_eval, n_holdout=n_holdout, split_seed=0,
-                     cap_n_real=cap_n_real, download=download)
+                     cap_n_real=cap_n_real, download=download, size=size)
