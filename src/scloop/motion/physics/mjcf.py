@@ -147,7 +147,8 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
                toe_lift: float = 0.012, heel_back: float = 0.05, foot_width: float = 0.09,
                armature: float = 0.02, damping: float = 0.5, stiffness: float = 20.0, leg_lever: float = 0.2,
                f_pd: float = 8.0, kp_min: float = 30.0, harness_hz: float = 5.0,
-               harness_inertia: float = 8.0, cone: str = "pyramidal", impratio: float = 1.0) -> str:
+               harness_inertia: float = 8.0, cone: str = "pyramidal", impratio: float = 1.0,
+               solref: tuple[float, float] = (0.02, 1.0)) -> str:
     """MJCF text for ``skeleton`` (module docstring).
 
     ``neutral`` (J, 3, 3): per-joint neutral local rotation (identity if None).  ``foot_down``:
@@ -155,9 +156,15 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
     direction orthogonal to the foot bone closest to local -z).  ``ranges`` (J, 3, 2) hinge limits
     in radians relative to the neutral (default +-2.5 rad).  ``locked`` (J, 3) bool: hinge axes
     left out (fixed at the neutral; e.g. the knee's x/y axes, which barely move -- every hinge
-    costs stepping time).  Units: kg, m, s, rad.
+    costs stepping time).  ``solref`` (time constant s, damping ratio): every body geom's contact
+    softness (MuJoCo's default (0.02, 1); docs/motion.md has what stiffer contacts do).  Units:
+    kg, m, s, rad.
     """
     import mujoco
+
+    sr = np.asarray(solref, dtype=float).ravel()
+    if sr.shape != (2,) or not (np.isfinite(sr).all() and (sr > 0).all()):
+        raise ValueError(f"build_mjcf: solref={solref!r}; expected (time constant > 0 s, damping ratio > 0)")
 
     if not np.isfinite(mass_kg) or mass_kg <= 0:
         raise ValueError(f"build_mjcf: mass_kg={mass_kg!r}; must be a positive number")
@@ -245,7 +252,8 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
                f'<option timestep="{timestep:.8g}" integrator="implicitfast" cone="{cone}" impratio="{impratio:g}"/>',
                "<default>",
                f'<joint type="hinge" armature="{armature}" damping="{damping}"/>',
-               f'<geom contype="2" conaffinity="1" condim="3" friction="{friction} 0.005 0.0001"/>',
+               f'<geom contype="2" conaffinity="1" condim="3" friction="{friction} 0.005 0.0001" '
+               f'solref="{solref[0]:g} {solref[1]:g}"/>',
                "</default>", "<worldbody>",
                f'<geom name="floor" type="plane" size="0 0 0.05" contype="1" conaffinity="1" '
                f'friction="{friction} 0.005 0.0001"/>',
