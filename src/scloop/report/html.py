@@ -4,13 +4,15 @@ Sections (each only when the data has it):
 
 1. runs and their states (failed runs with their error);
 2. every metric vs generation, per facet (the run-level parameters that vary across runs, e.g.
-   policy or n), one panel per (correction, lambda), seed mean with a t-based 95% band (seed range below 3 seeds);
+   policy or n), one panel per (correction, lambda), seed mean with a t-based 95% band (the seed
+   range below 3 seeds);
    for Gaussian tasks with the ``augment`` policy the closed-form mean-error prediction overlaid;
 3. (lambda, gamma) phase diagrams of the final-generation seed mean and of the first generation at
    which the seed mean crosses a collapse threshold (default: twice -- or, for metrics where
    higher is better, half -- the cell's generation-0 value), with the cells where Theorem 4.3's
    factor rho(lambda)/(1+gamma) < 1 outlined for Gaussian tasks;
-4. verdict tables: each corrector against no-correction at the last generation (paired by seed);
+4. verdict tables: each corrector against no-correction at the last generation (paired by seed),
+   also written as ``report/verdicts.md`` and ``report/verdicts.csv``;
 5. image grids and motion animations kept by the runs;
 6. compute per stage (sample / correct / train / eval seconds per generation);
 7. the resolved config of every run (and the sweep file).
@@ -339,7 +341,8 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
     # 2. metric vs generation ----------------------------------------------------------------
     if shown:
         section("curves", "Metrics vs generation")
-        parts.append("<p class='note'>Seed mean with a t-based 95% band of the mean (the seed range when fewer than 3 seeds); one panel per "
+        parts.append("<p class='note'>Seed mean with a t-based 95% band of the mean (the seed range when "
+                     "fewer than 3 seeds); one panel per "
                      "(correction, λ); colours by correction strength γ; baseline black dashed, "
                      "no-correction grey.</p>")
         if len(facets) > MAX_FACETS:
