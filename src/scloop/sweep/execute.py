@@ -121,7 +121,8 @@ def _init_worker(parent: int | None = None) -> None:
             while True:
                 if os.getppid() != parent:
                     os._exit(1)
-                time.sleep(0.5)
+                # short: a small run can finish (and a queued one start) within one poll
+                time.sleep(0.1)
 
         threading.Thread(target=watch, daemon=True).start()
 
