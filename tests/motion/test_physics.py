@@ -117,3 +117,31 @@ def test_integral_action_cuts_the_systematic_offset(shared_data):
     assert b1 < 0.85 * b0 and e1 < e0
     with pytest.raises(ValueError, match="integral_time"):
         track(clips[0], integral_time=-1.0)
+
+
+def test_frame_average_is_the_box_filter_at_the_frame_rate():
+    """Frame i = mean of the substeps within half a frame of it (clipped at the record's ends),
+    quaternion renormalised; a restarted frame keeps its own substep."""
+    from scloop.motion.physics.tracking import _frame_average
+
+    rng = np.random.default_rng(0)
+    n_sub, T = 8, 12
+    S = (T - 1) * n_sub + 1
+    sub = np.cumsum(rng.normal(size=(S, 10)) * 0.05, axis=0)
+    sub[:, 3] += 1.0
+    sub[:, 3:7] /= np.linalg.norm(sub[:, 3:7], axis=1, keepdims=True)
+    restarted = np.zeros(T, bool)
+    restarted[[0, 5]] = True
+    out = _frame_average(sub, n_sub, T, restarted)
+    for i in range(T):
+        if restarted[i]:
+            np.testing.assert_array_equal(out[i], sub[i * n_sub])
+            continue
+        w = sub[max(i * n_sub - 4, 0): min(i * n_sub + 4, S - 1) + 1]
+        want = w.mean(axis=0)
+        want[3:7] /= np.linalg.norm(want[3:7])
+        np.testing.assert_allclose(out[i], want, atol=1e-12)
+    # a sign flip of one quaternion sample does not change the average (q and -q: same rotation)
+    flipped = sub.copy()
+    flipped[3, 3:7] *= -1
+    np.testing.assert_allclose(_frame_average(flipped, n_sub, T, restarted), out, atol=1e-12)

@@ -145,7 +145,7 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
                locked: np.ndarray | None = None,
                timestep: float = 1.0 / 300.0, friction: float = 1.0, toe_height: float = 0.044,
                toe_lift: float = 0.012, heel_back: float = 0.05, foot_width: float = 0.09,
-               armature: float = 0.02, damping: float = 0.5, stiffness: float = 20.0, leg_lever: float = 0.2,
+               armature: float = 0.02, damping: float = 0.5, stiffness: float = 10.0, leg_lever: float = 0.2,
                f_pd: float = 8.0, kp_min: float = 30.0, harness_hz: float = 5.0,
                harness_inertia: float = 8.0, cone: str = "pyramidal", impratio: float = 1.0,
                solref: tuple[float, float] = (0.02, 1.0)) -> str:
