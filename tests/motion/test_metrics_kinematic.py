@@ -148,3 +148,22 @@ def test_physics_repairs_floating_penetration_jitter_on_real_clips(real_clips):
     r = rep["violation_ratio_after_over_before"]
     assert r["floating"] <= 0.2 and r["penetration"] <= 0.2 and r["jitter"] <= 0.2
     assert 0 < rep["harness_load"] < 1
+
+
+def test_issue4_acceptance_on_the_20_clean_bandai_clips(shared_data):
+    """The issue's acceptance numbers, on the same 20 clips as `scloop motion check-correction`
+    (~12 s): physics tracks < 3 cm without falls and cuts floating / penetration / jitter to
+    <= 0.2; the chain cuts sliding to <= 0.5 and stays within 10 cm of the clean clip; on clean
+    clips no metric of either output exceeds the input's by more than 20 % (docs/motion.md)."""
+    from scloop.motion.check import clean_clips, check_corrections, motion_fixes
+
+    fixes = motion_fixes(1.0)
+    rep = check_corrections(clean_clips(shared_data), {k: fixes[k] for k in ("physics", "physics+kinematic")})
+    phys, chain = rep["corrections"]["physics"], rep["corrections"]["physics+kinematic"]
+    assert phys["tracking_error_cm"] < 3 and phys["falls"] == 0 and phys["falls_on_corrupted"] == 0
+    r = phys["violation_ratio_after_over_before"]
+    assert max(r["floating"], r["penetration"], r["jitter"]) <= 0.2, r
+    assert chain["violation_ratio_after_over_before"]["sliding"] <= 0.5
+    assert max(chain["error_to_clean_cm"].values()) < 10, chain["error_to_clean_cm"]
+    for name, entry in (("physics", phys), ("physics+kinematic", chain)):
+        assert max(entry["clean_metric_ratio"].values()) <= 1.2, (name, entry["clean_metric_ratio"])
