@@ -2,7 +2,10 @@
 
 Issue 4: physics-correction throughput in seconds of motion corrected per CPU-second on one core
 (goal >= 80x real time) and the speed-up with 2 worker processes, on clean Bandai clips; plus the
-kinematic correction's throughput.
+kinematic correction's throughput.  This machine's speed drifts by ~15 % from day to day, so the
+physics figure is also printed against a fixed MuJoCo workload timed in the same run (a chain of
+capsules falling onto a plane, stepped with the tracker's integrator and timestep): "physics per
+reference" = physics real-time factor / reference steps per CPU-millisecond, comparable across days.
 
 Issue 5 (the motion loop, one thread, as a scloop worker): the motion-quick MDM's training step
 time, its sampling throughput (motions/s with the preset's sampler), and the seconds per
@@ -39,6 +42,29 @@ def main() -> None:
         bench_generation(a)
 
 
+_REFERENCE_MJCF = """<mujoco><option timestep="0.0041667" integrator="implicitfast"/>
+<worldbody><geom type="plane" size="0 0 0.05"/>{bodies}</worldbody></mujoco>"""
+
+
+def reference_steps_per_ms(n_steps: int = 20_000) -> float:
+    """MuJoCo steps per CPU-millisecond of a fixed scene (12 free capsules dropped in a row onto a
+    plane, so contacts come and go): a machine-speed yardstick independent of scloop's code."""
+    import mujoco
+
+    bodies = "".join(f'<body pos="{0.25 * k:.2f} 0 {0.3 + 0.05 * k:.2f}" euler="0 {10 * k} 0"><freejoint/>'
+                     f'<geom type="capsule" size="0.04 0.1"/></body>' for k in range(12))
+    m = mujoco.MjModel.from_xml_string(_REFERENCE_MJCF.format(bodies=bodies))
+    d = mujoco.MjData(m)
+    best = float("inf")
+    for _ in range(3):  # best of 3: the yardstick should not carry this run's noise
+        mujoco.mj_resetData(m, d)
+        t0 = time.process_time()
+        for _ in range(n_steps):
+            mujoco.mj_step(m, d)
+        best = min(best, time.process_time() - t0)
+    return n_steps / (best * 1000.0)
+
+
 def bench_corrections(a) -> None:
     from scloop.motion.check import clean_clips
     from scloop.motion.kinematic import kinematic_correct
@@ -54,6 +80,9 @@ def bench_corrections(a) -> None:
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     print(f"physics, 1 process : {secs / cpu:7.1f}x real time per CPU-second ({wall:.1f} s wall); "
           f"tracking {sum(r.tracking_error_cm for r in res) / len(res):.2f} cm, falls {sum(r.falls for r in res)}")
+    ref = reference_steps_per_ms()
+    print(f"MuJoCo reference    : {ref:7.1f} steps per CPU-millisecond; physics per reference "
+          f"{secs / cpu / ref:.2f} (x real time per step/ms)")
     w0 = time.perf_counter()
     track_many(clips, harness=1.0, processes=2)
     wall2 = time.perf_counter() - w0
