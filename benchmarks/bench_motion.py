@@ -3,8 +3,8 @@
 Issue 4: physics-correction throughput in seconds of motion corrected per CPU-second on one core
 (goal >= 80x real time) and the speed-up with 2 worker processes, on clean Bandai clips; plus the
 kinematic correction's throughput.  This machine's speed drifts by ~15 % from day to day, so the
-physics figure is also printed against a fixed MuJoCo workload timed in the same run (a chain of
-capsules falling onto a plane, stepped with the tracker's integrator and timestep): "physics per
+physics figure is also printed against a fixed MuJoCo workload timed in the same run (12 capsules
+dropped onto a plane, stepped with the tracker's integrator and timestep): "physics per
 reference" = physics real-time factor / reference steps per CPU-millisecond, comparable across days.
 
 Issue 5 (the motion loop, one thread, as a scloop worker): the motion-quick MDM's training step

@@ -157,8 +157,9 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
     in radians relative to the neutral (default +-2.5 rad).  ``locked`` (J, 3) bool: hinge axes
     left out (fixed at the neutral; e.g. the knee's x/y axes, which barely move -- every hinge
     costs stepping time).  ``solref`` (time constant s, damping ratio): every body geom's contact
-    softness (default 0.015 s, a little stiffer than MuJoCo's 0.02; ``f_pd`` 7 Hz and ``stiffness``
-    10 with it: the setting that kept clean clips' foot skating within 20 %, docs/motion.md).  Units:
+    softness (default 0.015 s, a little stiffer than MuJoCo's 0.02; with ``f_pd`` 7 Hz, ``stiffness``
+    10 and the tracker's ``velocity_ff`` 0.85 the setting that keeps clean clips' foot skating
+    within 20 % of the input's, docs/motion.md).  Units:
     kg, m, s, rad.
     """
     import mujoco

@@ -15,8 +15,8 @@ Per clip:
    ``c = velocity_ff``) at the end of the substep, linearly interpolated between frames; harness
    = six position actuators pulling the pelvis site towards mocap sites at the reference pelvis
    pose with feed-forward ``c (kv/kp) v_ref`` (so the harness damps mostly the velocity *error*,
-   not the absolute velocity; probe pitfall 5); force caps ``harness * m g`` horizontally per axis, ``harness * vertical_cap * m g``
-   vertically, torque ``harness * m g * 1 m`` per axis.  Integral action: each hinge target also
+   not the absolute velocity; probe pitfall 5); force caps ``harness * m g`` horizontally per
+   axis, ``harness * vertical_cap * m g`` vertically, torque ``harness * m g * 1 m`` per axis.  Integral action: each hinge target also
    gets ``I_j``, updated once per frame by ``I_j += (q_ref - q) / (fps * integral_time)`` from the
    error at the frame boundary and held over the frame's substeps (clipped to +-``integral_cap``
    rad, reset at a restart).  Without it a PD joint settles off its reference by load / kp -- the
@@ -24,8 +24,8 @@ Per clip:
    *systematic* bias (feet 0.25 group-std behind the pelvis on real windows, measured in
    docs/motion.md), which a self-consuming loop accumulates generation after generation.  With integral_time 0.1 s the
    mean per-joint offset (pelvis-relative, 20 clean clips) drops from 0.37 to 0.25 cm (measured
-   with a per-substep update) and the tracking error from 1.01 to 0.76 cm (PD stiffness 20; 0.79 cm
-   with the current default 10).
+   with a per-substep update) and the tracking error from 1.01 to 0.76 cm (at the tracker's
+   older defaults; the current ones track at 0.91 cm with less foot skating, docs/motion.md).
 4. Start from the reference first frame and velocities; record every frame; on a fall (pelvis
    below ``fall_ratio`` x reference pelvis height for more than ``fall_seconds``, or the head below
    the pelvis) restart from the reference state at that frame and count it.
