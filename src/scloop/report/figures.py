@@ -145,7 +145,7 @@ def _per_seed(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 def _summarize(per_seed: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Seed mean, sd, n (finite values) and 95% CI per group of ``keys``."""
     g = per_seed.groupby(list(keys), dropna=False, sort=True)["value"]
-    out = g.agg(mean="mean", sd="std", n="count", lo="min", hi="max").reset_index()
+    out = g.agg(mean="mean", sd="std", n="count", seed_min="min", seed_max="max").reset_index()
     n = out["n"].to_numpy(dtype=float)
     sd = out["sd"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -153,7 +153,7 @@ def _summarize(per_seed: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
     out["n"] = out["n"].astype(int)
-    return out.rename(columns={"lo": "seed_min", "hi": "seed_max"})
+    return out
 
 
 # With two seeds the t-based 95% band of the mean is mean ± 12.7 sd/sqrt(2): it dwarfs the data

@@ -16,13 +16,14 @@ Per clip:
    = six position actuators pulling the pelvis site towards mocap sites at the reference pelvis
    pose with feed-forward ``c (kv/kp) v_ref`` (so the harness damps mostly the velocity *error*,
    not the absolute velocity; probe pitfall 5); force caps ``harness * m g`` horizontally per
-   axis, ``harness * vertical_cap * m g`` vertically, torque ``harness * m g * 1 m`` per axis.  Integral action: each hinge target also
-   gets ``I_j``, updated once per frame by ``I_j += (q_ref - q) / (fps * integral_time)`` from the
-   error at the frame boundary and held over the frame's substeps (clipped to +-``integral_cap``
-   rad, reset at a restart).  Without it a PD joint settles off its reference by load / kp -- the
-   stance leg under the body's weight, the arms under gravity -- the same way in every clip: a
-   *systematic* bias (feet 0.25 group-std behind the pelvis on real windows, measured in
-   docs/motion.md), which a self-consuming loop accumulates generation after generation.  With integral_time 0.1 s the
+   axis, ``harness * vertical_cap * m g`` vertically, torque ``harness * m g * 1 m`` per axis.
+   Integral action: each hinge target also gets ``I_j``, updated once per frame by
+   ``I_j += (q_ref - q) / (fps * integral_time)`` from the error at the frame boundary and held
+   over the frame's substeps (clipped to +-``integral_cap`` rad, reset at a restart).  Without it
+   a PD joint settles off its reference by load / kp -- the stance leg under the body's weight,
+   the arms under gravity -- the same way in every clip: a *systematic* bias (feet 0.25
+   group-std behind the pelvis on real windows, measured in docs/motion.md), which a
+   self-consuming loop accumulates generation after generation.  With integral_time 0.1 s the
    mean per-joint offset (pelvis-relative, 20 clean clips) drops from 0.37 to 0.25 cm (measured
    with a per-substep update) and the tracking error from 1.01 to 0.76 cm (at the tracker's
    older defaults; the current ones track at 0.91 cm with less foot skating, docs/motion.md).
