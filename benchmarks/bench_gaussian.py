@@ -20,7 +20,8 @@ from pathlib import Path
 
 def compute_seconds(seeds: int) -> float:
     from scloop.core.config import load_spec
-    from scloop.core.registry import TASKS, load_plugins
+    from scloop.core.registry import TASKS
+    from scloop.plugins import load_plugins
     from scloop.tasks.gaussian_ensemble import GaussianEnsemble, Group, run_ensemble
 
     load_plugins()

@@ -26,7 +26,8 @@ def _data(shape, n, rng):
 def bench_model(label, shape, opts, batch, sample_n, sample_steps_measured, timesteps):
     import torch
 
-    from scloop.core.registry import MODELS, load_plugins
+    from scloop.core.registry import MODELS
+    from scloop.plugins import load_plugins
     from scloop.core.types import Data
 
     torch.set_num_threads(1)

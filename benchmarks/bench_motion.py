@@ -99,7 +99,8 @@ def bench_model(a) -> None:
     import torch
 
     from scloop.core.config import load_spec
-    from scloop.core.registry import MODELS, TASKS, load_plugins
+    from scloop.core.registry import MODELS, TASKS
+    from scloop.plugins import load_plugins
 
     torch.set_num_threads(1)
     load_plugins()

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from scloop.core.registry import METRICS, load_plugins
+from scloop.core.registry import METRICS
+from scloop.plugins import load_plugins
 from scloop.core.types import Evaluation
 from scloop.metrics import w2_gaussian
 from scloop.metrics.gaussian import psd_sqrt

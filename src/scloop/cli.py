@@ -90,7 +90,8 @@ def run(
 def _with_data_dir(spec, data_dir: str):
     """Set ``task.data_dir`` for tasks that read files; other tasks ignore ``--data-dir``."""
     from scloop.core.config import spec_from_dict
-    from scloop.core.registry import TASKS, ConfigError, load_plugins
+    from scloop.core.registry import TASKS, ConfigError
+    from scloop.plugins import load_plugins
 
     load_plugins()
     if "data_dir" not in TASKS.options(spec.task.name):

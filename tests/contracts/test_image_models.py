@@ -15,7 +15,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from scloop.core.registry import MODELS, ConfigError, load_plugins  # noqa: E402
+from scloop.core.registry import MODELS, ConfigError  # noqa: E402
+from scloop.plugins import load_plugins  # noqa: E402
 from scloop.core.types import Data, Degenerate, GenerativeModel  # noqa: E402
 
 load_plugins()

@@ -17,7 +17,8 @@ import os
 import numpy as np
 import pytest
 
-from scloop.core.registry import CORRECTIONS, METRICS, ConfigError, load_plugins
+from scloop.core.registry import CORRECTIONS, METRICS, ConfigError
+from scloop.plugins import load_plugins
 from scloop.core.types import Corrected, CorrectionContext, Data, Evaluation, MetricContext
 
 load_plugins()

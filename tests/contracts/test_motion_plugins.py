@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from scloop.core.registry import CORRECTIONS, ConfigError, load_plugins
+from scloop.core.registry import CORRECTIONS, ConfigError
+from scloop.plugins import load_plugins
 from scloop.core.types import CorrectionContext, Data
 
 load_plugins()

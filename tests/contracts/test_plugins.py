@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from scloop.core.registry import CORRECTIONS, METRICS, MODELS, POLICIES, TASKS, ConfigError, load_plugins
+from scloop.core.registry import CORRECTIONS, METRICS, MODELS, POLICIES, TASKS, ConfigError
+from scloop.plugins import load_plugins
 from scloop.core.types import Corrected, CorrectionContext, Data, Evaluation, Provenance
 
 load_plugins()

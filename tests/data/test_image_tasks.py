@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scloop.core.registry import TASKS, ConfigError, load_plugins
+from scloop.core.registry import TASKS, ConfigError
+from scloop.plugins import load_plugins
 
 load_plugins()
 

@@ -31,7 +31,8 @@ def test_record_key_follows_metric_fingerprints(tmp_path):
 
 
 def test_model_cache_version_enters_the_model_key(monkeypatch):
-    from scloop.core.registry import MODELS, load_plugins
+    from scloop.core.registry import MODELS
+    from scloop.plugins import load_plugins
     from scloop.runner import gen0_key
 
     load_plugins()

@@ -30,7 +30,8 @@ import math
 import numpy as np
 import pytest
 
-from scloop.core.registry import CORRECTIONS, METRICS, ConfigError, load_plugins
+from scloop.core.registry import CORRECTIONS, METRICS, ConfigError
+from scloop.plugins import load_plugins
 from scloop.core.types import CorrectionContext, Data, Evaluation, MetricContext
 
 load_plugins()

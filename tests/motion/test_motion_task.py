@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from scloop.core.registry import METRICS, TASKS, ConfigError, load_plugins
+from scloop.core.registry import METRICS, TASKS, ConfigError
+from scloop.plugins import load_plugins
 from scloop.core.types import Data, Evaluation, MetricContext
 
 load_plugins()

@@ -69,7 +69,8 @@ def test_generation0_is_fitted_once_per_key(tmp_path, sweep_file):
 
 
 def _register_failing_model():
-    from scloop.core.registry import MODELS, load_plugins
+    from scloop.core.registry import MODELS
+    from scloop.plugins import load_plugins
     from scloop.models.gaussian import GaussianModel
 
     load_plugins()

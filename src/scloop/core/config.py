@@ -20,10 +20,12 @@ A config is a YAML mapping whose keys use the paper's names::
     seeds: 1                    # number of seeds
     engine: auto                # auto | generic | vectorized
     checkpoint_every: 1
+    plugins: [my_plugins.py]    # modules or .py files (relative to this file) to import first
+    description: one line shown by `scloop presets`
 
 Validation raises :class:`~scloop.core.registry.ConfigError` naming the key, the value and
 what is allowed.  Nothing here imports a plugin: names are checked against the registries by
-:func:`validate_names`, which the runner calls after loading the plugins.
+:func:`scloop.runner.validate`, after the plugins are loaded.
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ class ExperimentSpec:
     seeds: int = 1
     engine: str = "auto"
     checkpoint_every: int = 1
+    plugins: tuple[str, ...] = ()
+    description: str = ""
 
     # ------------------------------------------------------------------ round trip
     def to_dict(self) -> dict[str, Any]:
@@ -129,17 +133,24 @@ class ExperimentSpec:
             "seeds": self.seeds,
             "engine": self.engine,
             "checkpoint_every": self.checkpoint_every,
+            # only when set, so that configs stored before these keys existed compare equal
+            **({"plugins": list(self.plugins)} if self.plugins else {}),
+            **({"description": self.description} if self.description else {}),
         }
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def digest(self) -> str:
-        """Content hash of everything that determines the numbers (not the name)."""
+        """Content hash of the config keys that determine the numbers: not the name, the
+        description, the checkpoint interval or where the plugins are loaded from (the runner's
+        run identity adds each plugin's code fingerprint and the engine ``auto`` resolves to).
+        ``engine: auto`` is left out so that run ids stay those of earlier versions."""
         d = self.to_dict()
-        d.pop("name")
-        d.pop("checkpoint_every")
-        d.pop("engine")
+        for k in ("name", "checkpoint_every", "plugins", "description"):
+            d.pop(k, None)
+        if d["engine"] == "auto":
+            d.pop("engine")
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
@@ -167,6 +178,8 @@ DEFAULTS: dict[str, Any] = {
     "seeds": 1,
     "engine": "auto",
     "checkpoint_every": 1,
+    "plugins": [],
+    "description": "",
 }
 KNOWN_KEYS = set(DEFAULTS) | {"base"}
 
@@ -256,6 +269,15 @@ def spec_from_dict(raw: Mapping[str, Any]) -> ExperimentSpec:
     if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
         raise _err("init.offset", offset, "a finite number")
 
+    plugins = cfg["plugins"]
+    if isinstance(plugins, str):
+        plugins = [plugins]
+    if not isinstance(plugins, (list, tuple)) or not all(isinstance(p, str) and p.strip() for p in plugins):
+        raise _err("plugins", cfg["plugins"], "a list of module names or .py paths")
+    description = cfg["description"]
+    if not isinstance(description, str):
+        raise _err("description", description, "a string")
+
     return ExperimentSpec(
         name=name,
         task=_component("task", cfg["task"]),
@@ -274,6 +296,8 @@ def spec_from_dict(raw: Mapping[str, Any]) -> ExperimentSpec:
         seeds=_integer("seeds", cfg["seeds"], lo=1),
         engine=_choice("engine", cfg["engine"], ENGINES),
         checkpoint_every=_integer("checkpoint_every", cfg["checkpoint_every"], lo=1),
+        plugins=tuple(dict.fromkeys(p.strip() for p in plugins)),
+        description=" ".join(description.split()),
     )
 
 
@@ -304,6 +328,7 @@ def load_raw(ref: str, _depth: int = 0) -> dict[str, Any]:
         if not path.is_file():
             raise ConfigError(f"config file {ref!r} does not exist")
         raw = _load_yaml_text(path.read_text(), str(path))
+        _resolve_plugin_paths(raw, path.resolve().parent, str(path))
     elif ref in preset_names():
         raw = _load_yaml_text((resources.files("scloop.presets") / f"{ref}.yaml").read_text(), f"preset {ref}")
         raw.setdefault("name", ref)
@@ -321,9 +346,30 @@ def load_raw(ref: str, _depth: int = 0) -> dict[str, Any]:
             raise _err("base", base, "a preset name or a YAML path")
         merged = load_raw(base, _depth + 1)
         merged.pop("name", None)
+        merged.pop("description", None)
+        plugins = list(merged.get("plugins") or []) + [p for p in raw.get("plugins") or [] if p not in (merged.get("plugins") or [])]
         merged.update(raw)
+        if plugins:
+            merged["plugins"] = plugins
         raw = merged
     return raw
+
+
+def _resolve_plugin_paths(raw: dict[str, Any], base: Path, where: str) -> None:
+    """``plugins:`` entries that are ``.py`` paths are relative to the config file."""
+    plugins = raw.get("plugins")
+    if plugins is None:
+        return
+    if isinstance(plugins, str):
+        plugins = [plugins]
+    if not isinstance(plugins, list):
+        raise ConfigError(f"{where}: config key 'plugins': got {plugins!r}; allowed: a list of module names or .py paths")
+    out = []
+    for p in plugins:
+        if isinstance(p, str) and (p.endswith(".py") or "/" in p) and not Path(p).expanduser().is_absolute():
+            p = str((base / p).resolve())
+        out.append(p)
+    raw["plugins"] = out
 
 
 class _Loader(yaml.SafeLoader):
@@ -398,3 +444,14 @@ def spec_fields() -> list[str]:
 
 
 
+
+
+def check_id(value: Any, key: str) -> str:
+    """A run id or sweep name: one path component of the runs root -- not empty, no path
+    separator, not ``.`` or ``..``, not absolute, no control characters (raises ConfigError)."""
+    ok = (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+          and not value.startswith("~") and all(c.isprintable() for c in value) and value.strip() == value)
+    if not ok:
+        raise ConfigError(f"{key}: got {value!r}; allowed: a plain name (letters, digits, '-', '_', '.'; no path "
+                          "separators, not '.' or '..', not absolute)")
+    return value

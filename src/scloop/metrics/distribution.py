@@ -61,13 +61,13 @@ class _SampleMetric:
         return self._fn(ev.samples.x, ev.reference.x)
 
 
-@METRICS.register("sliced-wasserstein")
+@METRICS.register("sliced-wasserstein", higher_is_better=False, label="Sliced Wasserstein to reference")
 def make_sw(*, n_projections: int = 256, seed: int = 0) -> _SampleMetric:
     return _SampleMetric(
         "sliced-wasserstein", lambda x, y: sliced_wasserstein(x, y, n_projections=n_projections, seed=seed)
     )
 
 
-@METRICS.register("mmd")
+@METRICS.register("mmd", higher_is_better=False, label="MMD to reference")
 def make_mmd(*, bandwidth: float | None = None) -> _SampleMetric:
     return _SampleMetric("mmd", lambda x, y: mmd_rbf(x, y, bandwidth=bandwidth))

@@ -79,16 +79,16 @@ class _MomentMetric:
         return float(self._fn(mu, s, mt, st))
 
 
-@METRICS.register("w2-gaussian")
+@METRICS.register("w2-gaussian", higher_is_better=False, label="W₂ to target")
 def make_w2() -> _MomentMetric:
     return _MomentMetric("w2-gaussian", lambda mu, s, mt, st: w2_gaussian(mu, s, mt, st))
 
 
-@METRICS.register("mean_error")
+@METRICS.register("mean_error", higher_is_better=False, label="‖μ̂ − μ*‖")
 def make_mean_error() -> _MomentMetric:
     return _MomentMetric("mean_error", lambda mu, s, mt, st: mean_error(mu, mt))
 
 
-@METRICS.register("cov_error")
+@METRICS.register("cov_error", higher_is_better=False, label="‖Σ̂ − Σ*‖_F")
 def make_cov_error() -> _MomentMetric:
     return _MomentMetric("cov_error", lambda mu, s, mt, st: cov_error(s, st))

@@ -426,37 +426,37 @@ def _check_k(k: Any) -> int:
     return int(k)
 
 
-@METRICS.register("fid", domain="image")
+@METRICS.register("fid", domain="image", higher_is_better=False, label="FID")
 def make_fid() -> FID:
     return FID("fid")
 
 
-@METRICS.register("precision", domain="image")
+@METRICS.register("precision", domain="image", higher_is_better=True, label="Precision")
 def make_precision(*, k: int = 3) -> PRDC:
     return PRDC("precision", _check_k(k))
 
 
-@METRICS.register("recall", domain="image")
+@METRICS.register("recall", domain="image", higher_is_better=True, label="Recall")
 def make_recall(*, k: int = 3) -> PRDC:
     return PRDC("recall", _check_k(k))
 
 
-@METRICS.register("density", domain="image")
+@METRICS.register("density", domain="image", higher_is_better=True, label="Density")
 def make_density(*, k: int = 3) -> PRDC:
     return PRDC("density", _check_k(k))
 
 
-@METRICS.register("coverage", domain="image")
+@METRICS.register("coverage", domain="image", higher_is_better=True, label="Coverage")
 def make_coverage(*, k: int = 3) -> PRDC:
     return PRDC("coverage", _check_k(k))
 
 
-@METRICS.register("class_accuracy", domain="image")
+@METRICS.register("class_accuracy", domain="image", higher_is_better=True, label="Class accuracy")
 def make_class_accuracy() -> ClassAccuracy:
     return ClassAccuracy("class_accuracy")
 
 
-@METRICS.register("diversity", domain="image")
+@METRICS.register("diversity", domain="image", higher_is_better=True, label="Diversity")
 def make_diversity() -> Diversity:
     return Diversity("diversity")
 
@@ -471,13 +471,14 @@ def _paper_options(n: Any, draws: Any, seed: Any, balanced: Any) -> tuple[int, i
     return int(n), int(draws), int(seed), balanced
 
 
-@METRICS.register("fid-paper", domain="image")
+@METRICS.register("fid-paper", domain="image", higher_is_better=False, label="FID (paper protocol)")
 def make_fid_paper(*, n: int = PAPER_N, draws: int = PAPER_DRAWS, seed: int = PAPER_SEED,
                    balanced: bool = True) -> PaperFID:
     return PaperFID("fid-paper", "mean", *_paper_options(n, draws, seed, balanced))
 
 
-@METRICS.register("fid-paper-sd", domain="image")
+# a spread, not a quality: no orientation, so no verdict is drawn on it
+@METRICS.register("fid-paper-sd", domain="image", higher_is_better=None, label="FID sd over draws (paper protocol)")
 def make_fid_paper_sd(*, n: int = PAPER_N, draws: int = PAPER_DRAWS, seed: int = PAPER_SEED,
                       balanced: bool = True) -> PaperFID:
     return PaperFID("fid-paper-sd", "sd", *_paper_options(n, draws, seed, balanced))

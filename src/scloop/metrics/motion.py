@@ -53,8 +53,14 @@ class MotionPhysicsMetric:
         return _LAST["values"][self.which]
 
 
+_PHYSICS_FACTS = {"penetration": ("Foot penetration", "m"), "floating": ("Foot floating", "m"),
+                  "skating": ("Foot skating", "m/s"), "jerk": ("Jerk", "m/s³")}
+
+
 def _register(which: str) -> None:
-    @METRICS.register(f"motion_{which}", domain="motion")
+    label, unit = _PHYSICS_FACTS[which]
+
+    @METRICS.register(f"motion_{which}", domain="motion", higher_is_better=False, label=label, unit=unit)
     def make() -> MotionPhysicsMetric:
         return MotionPhysicsMetric(which)
 
@@ -109,21 +115,21 @@ class MotionDiversity(_MotionEncoderSpace, Diversity):
         return float(pdist(fake.features).mean() / ref) if ref > 0 else float("nan")
 
 
-@METRICS.register("motion_fid", domain="motion")
+@METRICS.register("motion_fid", domain="motion", higher_is_better=False, label="Motion FID (encoder embedding)")
 def make_motion_fid() -> MotionFID:
     return MotionFID("motion_fid")
 
 
-@METRICS.register("motion_recognition", domain="motion")
+@METRICS.register("motion_recognition", domain="motion", higher_is_better=True, label="Action recognition accuracy")
 def make_motion_recognition() -> MotionRecognition:
     return MotionRecognition("motion_recognition")
 
 
-@METRICS.register("motion_multimodality", domain="motion")
+@METRICS.register("motion_multimodality", domain="motion", higher_is_better=True, label="Multimodality (relative to real)")
 def make_motion_multimodality() -> MotionMultimodality:
     return MotionMultimodality("motion_multimodality")
 
 
-@METRICS.register("motion_diversity", domain="motion")
+@METRICS.register("motion_diversity", domain="motion", higher_is_better=True, label="Diversity (relative to real)")
 def make_motion_diversity() -> MotionDiversity:
     return MotionDiversity("motion_diversity")

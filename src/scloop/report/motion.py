@@ -27,7 +27,8 @@ def is_motion_run(run_dir: Path) -> bool:
 def _task_meta(run_dir: Path) -> dict:
     import yaml
 
-    from scloop.core.registry import TASKS, load_plugins
+    from scloop.core.registry import TASKS
+    from scloop.plugins import load_plugins
     from scloop.store import RunStore
 
     load_plugins()

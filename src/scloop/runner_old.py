@@ -18,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from scloop.core.config import ExperimentSpec
-from scloop.core.registry import CORRECTIONS, METRICS, MODELS, POLICIES, TASKS, ConfigError, load_plugins
+from scloop.core.registry import CORRECTIONS, METRICS, MODELS, POLICIES, TASKS, ConfigError
+from scloop.plugins import load_plugins
 from scloop.core.rng import Streams
 from scloop.core.types import CorrectionContext, Data, Degenerate, Evaluation, GenerationRecord, Provenance
 from scloop.store.atomic import load_npz, save_npz
