@@ -4,7 +4,7 @@
    vectorised ensemble alone (no store);                              goal < 0.25 s
 2. the same with 1,000 seeds;                                          goal < 30 s
 3. the whole command `scloop run gaussian-paper --seeds 1`, start-up, store and all;  goal < 2.5 s
-   (the official script takes ~250 s for one corrector on this machine, PAPER_NOTES §3.1 [L]).
+   (the official script takes ~250 s for one corrector on this machine, docs/paper.md §3.1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Image benchmarks (issue 3): DDPM train-step time and sampling throughput on this machine for
+"""Image benchmarks: DDPM train-step time and sampling throughput on this machine for
 8x8 (residual MLP) and 28x28 (UNet), and the per-generation seconds by stage of digits-quick.
 
 Printed figures, not assertions.  One torch thread (as in every scloop worker process).

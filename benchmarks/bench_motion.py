@@ -32,8 +32,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.path.join(here, "..", "..", "shared", "data"))
     ap.add_argument("--n-clips", type=int, default=20)
     ap.add_argument("--max-frames", type=int, default=100_000, help="cut clips (default: whole clips)")
-    ap.add_argument("--skip-physics", action="store_true", help="skip the correction benchmarks (issue 4)")
-    ap.add_argument("--skip-loop", action="store_true", help="skip the motion-loop benchmarks (issue 5)")
+    ap.add_argument("--skip-physics", action="store_true", help="skip the correction benchmarks")
+    ap.add_argument("--skip-loop", action="store_true", help="skip the motion-loop benchmarks")
     a = ap.parse_args()
     if not a.skip_physics:
         bench_corrections(a)

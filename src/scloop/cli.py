@@ -1,26 +1,117 @@
 """The ``scloop`` command line (Typer).  It parses arguments into specs and calls
 :mod:`scloop.runner`, :mod:`scloop.store`, :mod:`scloop.report` or :mod:`scloop.theory`; it
-holds no logic of its own.  Bad input exits with status 2 and a message naming the key, the
-value and what is allowed, before anything is written."""
+holds no logic of its own.  Bad input exits with status 2 and a message naming the option or
+key, the value and what is allowed, before anything is written.
+
+Conventions shared by every command:
+
+* results (tables, CSV, JSON) go to standard output; logs and progress go to standard error
+  through :mod:`logging` (logger ``"scloop"``, set up by :func:`scloop.log.setup_logging`):
+  ``scloop -q ...`` keeps warnings and errors only, ``scloop -v ...`` adds debug messages;
+* ``--out`` is always the root folder of run and sweep directories, ``--to`` a file to write,
+  ``--workers`` the number of parallel processes, ``--data-dir`` the real-data folder;
+* old option names (``sweep --jobs``, ``motion check-correction --processes``,
+  ``motion animate --out``) still work, hidden from ``--help``, with a deprecation warning.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Self-consuming generative training loops with self-correction.")
+                  help="Self-consuming generative training loops with self-correction.\n\n"
+                       "Results go to stdout; logs and progress go to stderr (-q: warnings only, -v: debug).")
 
 DEFAULT_OUT = os.environ.get("SCLOOP_RUNS", "runs")
+OUT_HELP = "Root folder of run and sweep directories (default $SCLOOP_RUNS or ./runs)."
+
+log = logging.getLogger("scloop.cli")
 
 
 def _fail(msg: str, code: int = 2) -> None:
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(code)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from scloop import __version__
+
+        typer.echo(f"scloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the scloop version and exit."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Log warnings and errors only (no progress)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Log debug messages too."),
+) -> None:
+    from scloop.log import NORMAL, QUIET, VERBOSE, reset_logging, setup_logging
+
+    if quiet and verbose:
+        _fail("-q/--quiet and -v/--verbose: got both; allowed: at most one of them")
+    setup_logging(QUIET if quiet else VERBOSE if verbose else NORMAL)
+    ctx.call_on_close(reset_logging)
+
+
+def _set_quiet(quiet: bool) -> None:
+    """A command's own ``--quiet`` means the same as ``scloop -q``."""
+    if quiet:
+        logging.getLogger("scloop").setLevel(logging.WARNING)
+
+
+def _is_quiet() -> bool:
+    return not logging.getLogger("scloop").isEnabledFor(logging.INFO)
+
+
+def _deprecated_alias(ctx: typer.Context, param: str, value: Any, old_flag: str, old_value: Any, flag: str) -> Any:
+    """The value of an option given under its old (hidden) name ``old_flag``, if it was."""
+    if old_value is None:
+        return value
+    source = ctx.get_parameter_source(param)
+    if getattr(source, "name", "") == "COMMANDLINE" and value != old_value:
+        _fail(f"{old_flag}: got {old_value!r} together with {flag} {value!r}; allowed: one of them "
+              f"({old_flag} is the old name of {flag})")
+    log.warning("%s is deprecated; use %s", old_flag, flag)
+    return old_value
+
+
+def _load_plugin_refs(refs: List[str]) -> list[str]:
+    """``--plugin`` values resolved against the working directory and imported (ConfigError
+    naming the option when one cannot be found or imported)."""
+    from scloop.core.registry import ConfigError
+    from scloop.plugins import load_plugins, resolve_ref
+
+    resolved = []
+    for ref in refs:
+        try:
+            resolved.append(resolve_ref(ref))
+        except ConfigError as exc:
+            raise ConfigError(f"--plugin: got {ref!r}; allowed: a module name on the Python path or a path to a "
+                              f".py file ({exc})") from None
+    load_plugins(resolved)
+    return resolved
+
+
+def _run_conflict() -> type:
+    """``scloop.runner.RunConflict`` (a ConfigError: the run id exists with another identity)."""
+    from scloop.core.registry import ConfigError
+
+    try:
+        from scloop.runner import RunConflict
+    except ImportError:
+        return ConfigError
+    return RunConflict
 
 
 def _resolve_run(run: str, out: str) -> Path:
@@ -40,37 +131,58 @@ def _resolve_run(run: str, out: str) -> Path:
     raise AssertionError
 
 
+PLUGIN_HELP = ("Import a plugin module or .py file (relative to the working directory) before the config is "
+               "read; repeatable.")
+
+
 @app.command()
 def run(
     config: str = typer.Argument(..., help="A preset name (see `scloop presets`) or a YAML config file."),
     set_: List[str] = typer.Option([], "--set", help="Override a key: --set gamma=[0,1] --set n_generations=10"),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (overrides the config's `seeds`)."),
-    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run directory name (default: NAME-HASH)."),
     resume: bool = typer.Option(False, "--resume", help="Continue after the last complete generation."),
     force: bool = typer.Option(False, "--force", help="Delete an existing run with the same id first."),
     plot: bool = typer.Option(False, "--plot", help="Write the figures when the run ends."),
-    quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of progress bars."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Same as `scloop -q`: warnings only, no progress."),
     workers: int = typer.Option(0, "--workers", help="Worker processes for the generic engine, 1 thread each "
                                 "(0 = one per CPU core); results do not depend on it."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with real data (e.g. mnist/*.gz) for "
                                            "tasks that read files; default $SCLOOP_DATA_DIR or ~/.cache/scloop/data."),
+    plugin: List[str] = typer.Option([], "--plugin", metavar="MODULE_OR_FILE", help=PLUGIN_HELP),
 ) -> None:
-    """Run an experiment (all arms, lambdas, gammas and seeds) into a run directory."""
-    from scloop.core.config import load_spec
-    from scloop.core.registry import ConfigError
-    from scloop.runner import RunExists, run_experiment
+    """Run an experiment into a run directory and print its final results table.
 
+    One run covers every arm, lambda, correction, gamma and seed of the config.  The results
+    table goes to stdout; the progress and the run's summary line go to stderr."""
+    from scloop.core.config import check_id, load_spec
+    from scloop.core.registry import ConfigError
+
+    try:
+        if run_id is not None:
+            check_id(run_id, "--run-id")
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    _set_quiet(quiet)
     if seeds is not None and seeds < 1:
         _fail(f"--seeds: got {seeds}; allowed: an integer >= 1")
     if workers < 0:
         _fail(f"--workers: got {workers}; allowed: an integer >= 0 (0 = one per CPU core)")
+    from scloop.runner import RunExists, run_experiment
+
+    run_conflict = _run_conflict()
     try:
+        refs = _load_plugin_refs(plugin)
         spec = load_spec(config, set_, seeds=seeds)
         if data_dir is not None:
             spec = _with_data_dir(spec, data_dir)
         summary = run_experiment(spec, out=out, run_id=run_id, resume=resume, force=force,
-                                 quiet=quiet or not sys.stderr.isatty(), workers=workers)
+                                 quiet=_is_quiet() or not sys.stderr.isatty(), workers=workers, plugins=refs)
+    except run_conflict as exc:
+        _fail(str(exc))
+        return
     except ConfigError as exc:
         _fail(str(exc))
         return
@@ -78,10 +190,10 @@ def run(
         _fail(str(exc), code=1)
         return
     if summary.skipped:
-        typer.echo(f"run {summary.run_id} is already complete at {summary.path} (use --force to recompute)")
+        log.info("run %s is already complete at %s (use --force to recompute)", summary.run_id, summary.path)
     else:
-        typer.echo(f"run {summary.run_id}: {summary.n_units} units, engine={summary.engine}, "
-                   f"{summary.seconds:.2f} s -> {summary.path}")
+        log.info("run %s: %s units, engine=%s, %.2f s -> %s", summary.run_id, summary.n_units, summary.engine,
+                 summary.seconds, summary.path)
     _print_final(summary.path, spec.metrics[0])
     if plot:
         _plot(summary.path)
@@ -127,44 +239,68 @@ def _plot(path: Path) -> list[Path]:
 
     paths = plot_run(path)
     for p in paths:
-        typer.echo(f"wrote {p}")
+        log.info("wrote %s", p)
     return paths
 
 
 @app.command("plot")
 def plot_cmd(
     run: str = typer.Argument(..., help="Run directory or run id."),
-    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
 ) -> None:
     """Write the figures of a run (PNG and SVG) into RUN/figures."""
     _plot(_resolve_run(run, out))
 
 
+def _nonneg(option: str, text: str, *, allow_inf: bool) -> float:
+    """A number >= 0 from the command line; ``inf`` / ``.inf`` / ``Infinity`` (any case) where
+    infinity is allowed, as in configs."""
+    t = str(text).strip()
+    allowed = "a number >= 0" + (" or inf (.inf, Infinity)" if allow_inf else ", finite")
+    if t.lower().lstrip("+") in ("inf", ".inf", "infinity"):
+        if allow_inf:
+            return math.inf
+        _fail(f"{option}: got {text!r}; allowed: {allowed}")
+    try:
+        v = float(t)
+    except ValueError:
+        v = math.nan
+    if math.isnan(v) or v < 0 or (math.isinf(v) and not allow_inf):
+        _fail(f"{option}: got {text!r}; allowed: {allowed}")
+    return v
+
+
 @app.command()
 def theory(
-    lam: List[float] = typer.Option([0.1, 0.25, 0.5, 0.75, 1.0], "--lambda", help="Synthetic fraction(s)."),
-    gamma: List[str] = typer.Option(["0", "1", "2", "5", "inf"], "--gamma", help="Correction strength(s); 'inf' allowed."),
-    r: float = typer.Option(0.0, "--eps-l-over-alpha", help="epsilon*L/alpha (model misspecification ratio)."),
+    lam: List[str] = typer.Option(["0.1", "0.25", "0.5", "0.75", "1.0"], "--lambda",
+                                  help="Synthetic fraction(s), numbers >= 0; repeatable."),
+    gamma: List[str] = typer.Option(["0", "1", "2", "5", "inf"], "--gamma",
+                                    help="Correction strength(s), numbers >= 0 or inf (.inf, Infinity); repeatable."),
+    r: str = typer.Option("0", "--eps-l-over-alpha", help="epsilon*L/alpha (model misspecification ratio), >= 0."),
 ) -> None:
     """Print contraction factors of Theorem 4.3 and the exact Gaussian contraction."""
     from scloop.theory import format_theory_table, theory_table
 
+    lams = [_nonneg("--lambda", v, allow_inf=False) for v in lam]
+    gammas = [_nonneg("--gamma", g, allow_inf=True) for g in gamma]
+    ratio = _nonneg("--eps-l-over-alpha", r, allow_inf=False)
     try:
-        gammas = [float(g) for g in gamma]
-        rows = theory_table(lam, gammas, eps_l_over_alpha=r)
+        rows = theory_table(lams, gammas, eps_l_over_alpha=ratio)
     except ValueError as exc:
         _fail(str(exc))
         return
-    typer.echo(format_theory_table(rows, eps_l_over_alpha=r))
+    typer.echo(format_theory_table(rows, eps_l_over_alpha=ratio))
 
 
 @app.command("theory-check")
 def theory_check(
     run: str = typer.Argument(..., help="A run of the `augment` policy with the mean_error metric (gaussian-theory)."),
     tolerance: float = typer.Option(0.05, "--tolerance", help="Allowed relative error of the contraction."),
-    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP),
 ) -> None:
-    """Compare the measured per-generation contraction of the seed-mean mean error with
+    """Check a run's measured contraction against the Gaussian prediction.
+
+    Compares the measured per-generation contraction of the seed-mean mean error with
     lambda/((1+lambda)(1+gamma)); exits 1 if any curve is off by more than --tolerance."""
     from scloop.report.contraction import measured_contraction
     from scloop.store import RunStore
@@ -184,106 +320,230 @@ def theory_check(
         raise typer.Exit(1)
 
 
-@app.command("ls")
-def ls_cmd(out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories.")) -> None:
-    """List runs."""
-    from scloop.store import list_runs
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
 
-    runs = list_runs(Path(out))
-    if not runs:
-        typer.echo(f"no runs under {out}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _when(value: Any) -> str:
+    """An ISO-8601 time stamp as ``YYYY-MM-DD HH:MM`` (its own time zone); ``-`` if absent."""
+    if not value:
+        return "-"
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(value)[:16]
+
+
+def _run_row(d: Path) -> dict[str, str]:
+    st = _read_json(d / "status.json")
+    prov = _read_json(d / "provenance.json")
+    details = [f"gen {st.get('completed_generation', '-')}", f"units {st.get('n_units', '-')}",
+               f"engine {st.get('engine', '-')}"]
+    return {"name": d.name, "kind": "run", "state": str(st.get("state", "-")),
+            "created": _when(prov.get("created_at") or prov.get("started_at") or st.get("started_at")),
+            "ended": _when(st.get("ended_at") or prov.get("ended_at")),
+            "version": str(prov.get("scloop_version") or "-"), "details": ", ".join(details)}
+
+
+def _sweep_row(d: Path) -> dict[str, str]:
+    from collections import Counter
+
+    from scloop.store.sweep_store import RUN_STATES, SweepStore
+
+    prov = _read_json(d / "provenance.json")
+    row = {"name": d.name, "kind": "sweep", "state": "-",
+           "created": _when(prov.get("created_at") or prov.get("started_at")), "ended": _when(prov.get("ended_at")),
+           "version": str(prov.get("scloop_version") or "-"), "details": "-"}
+    store = SweepStore(d)
+    try:
+        counts = Counter(r["state"] for r in store.run_rows())
+    except Exception as exc:  # a sweep database another process is creating, or a damaged one
+        row["details"] = f"unreadable ({type(exc).__name__})"
+        return row
+    finally:
+        store.close()
+    n = sum(counts.values())
+    if n and counts["complete"] == n:
+        row["state"] = "complete"
+    else:
+        row["state"] = next((s for s in ("running", "failed", "pending") if counts[s]), "-")
+    order = [s for s in RUN_STATES if counts[s]] + sorted(s for s in counts if s not in RUN_STATES)
+    row["details"] = f"runs {n}" + (": " + ", ".join(f"{counts[s]} {s}" for s in order) if n else "")
+    return row
+
+
+@app.command("ls")
+def ls_cmd(out: str = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP)) -> None:
+    """List the runs and sweeps under --out.
+
+    One line each: name, kind, state, when it was created and when it last ended, the scloop
+    version that ran it ("-" where not recorded) and a summary (generations and units of a run;
+    the number of runs of a sweep and their states)."""
+    from scloop.store import is_sweep_dir
+
+    root = Path(out)
+    rows = []
+    if root.is_dir():
+        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if is_sweep_dir(d):
+                rows.append(_sweep_row(d))
+            elif (d / "status.json").exists():
+                rows.append(_run_row(d))
+    if not rows:
+        log.info("no runs or sweeps under %s", out)
         return
-    for r in runs:
-        typer.echo(f"{r['run_id']:<40} {r.get('state', '?'):<9} gen {r.get('completed_generation', '?'):>5}  "
-                   f"units {r.get('n_units', '?'):>6}  engine {r.get('engine', '?')}")
+    cols = [("name", "NAME"), ("kind", "KIND"), ("state", "STATE"), ("created", "CREATED"),
+            ("ended", "LAST END"), ("version", "VERSION"), ("details", "DETAILS")]
+    width = {k: max(len(h), *(len(r[k]) for r in rows)) for k, h in cols}
+    fmt = "  ".join(f"{{{k}:<{width[k]}}}" for k, _ in cols[:-1]) + "  {details}"
+    typer.echo(fmt.format(**{k: h for k, h in cols}).rstrip())
+    for r in rows:
+        typer.echo(fmt.format(**r).rstrip())
+
+
+EXPORT_FORMATS = {"csv": (".csv",), "json": (".json",), "parquet": (".parquet", ".pq")}
+
+
+def _export_format(fmt: Optional[str], to: Optional[str]) -> str:
+    """The export format: ``--format`` if given, else the one of ``--to``'s extension, else csv;
+    ``--format`` and ``--to`` must agree."""
+    allowed_ext = ", ".join(e for exts in EXPORT_FORMATS.values() for e in exts)
+    if fmt is not None and fmt not in EXPORT_FORMATS:
+        _fail(f"--format: got {fmt!r}; allowed: {' | '.join(EXPORT_FORMATS)}")
+    implied = None
+    if to is not None:
+        suffix = Path(to).suffix.lower()
+        implied = next((f for f, exts in EXPORT_FORMATS.items() if suffix in exts), None)
+        if implied is None:
+            _fail(f"--to: got {to!r}; allowed: a path ending in {allowed_ext}")
+        if fmt is not None and fmt != implied:
+            _fail(f"--format {fmt} with --to {to!r}: the extension means {implied}; allowed: --format {implied}, "
+                  f"or a --to path ending in {' or '.join(EXPORT_FORMATS[fmt])}, or no --format")
+    fmt = fmt or implied or "csv"
+    if fmt == "parquet" and to is None:
+        _fail("--format parquet: parquet is binary and is not printed; allowed: --to FILE.parquet")
+    return fmt
 
 
 @app.command()
 def export(
     run: str = typer.Argument(..., help="Run directory, run id, or sweep directory."),
-    fmt: str = typer.Option("csv", "--format", help="csv | json (records with provenance; runs only)."),
-    timing: bool = typer.Option(True, "--timing/--no-timing", help="Include *_seconds rows."),
-    to: Optional[str] = typer.Option(None, "--to", help="Write to FILE.csv or FILE.parquet instead of printing."),
-    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv | json (records with provenance; runs only) | "
+                                      "parquet (needs --to).  Default: from the --to extension, else csv."),
+    no_timing: bool = typer.Option(False, "--no-timing", help="Leave out the *_seconds timing rows."),
+    timing: bool = typer.Option(False, "--timing", hidden=True, help="Include the timing rows (the default)."),
+    to: Optional[str] = typer.Option(None, "--to", help="Write to FILE (.csv, .json or .parquet) instead of "
+                                     "printing."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP + "  Used to resolve a run id."),
 ) -> None:
-    """Print (or write) the tidy results table: run_id, task, arm, seed, lambda, gamma, n_real,
-    policy, correction, generation, metric, value, status, n_synthetic -- and, for a sweep, one
-    column per swept key."""
+    """Print (or write) the tidy results table of a run or a sweep.
+
+    Columns: run_id, task, arm, seed, lambda, gamma, n_real, policy, correction, generation,
+    metric, value, status, n_synthetic -- and, for a sweep, one column per swept key.  The
+    format is --format, or the one of the --to extension (they must agree), or csv."""
     import csv
 
     from scloop.core.registry import ConfigError
     from scloop.store import RunStore, SweepStore, is_sweep_dir
     from scloop.store.run_store import EXPORT_COLUMNS, EXTRA_COLUMNS
+    from scloop.store.sweep_store import write_table
 
-    if fmt not in ("csv", "json"):
-        _fail(f"--format: got {fmt!r}; allowed: csv | json")
-    if to is not None and not to.endswith((".csv", ".parquet")):
-        _fail(f"--to: got {to!r}; allowed: a path ending in .csv or .parquet")
+    if timing and no_timing:
+        _fail("--timing and --no-timing: got both; allowed: one of them")
+    include_timing = not no_timing
+    fmt = _export_format(fmt, to)
     if is_sweep_dir(Path(run)):
         if fmt == "json":
             _fail("--format json: provenance records are per run; export a run directory under RUN/runs/ instead")
         sw = SweepStore(Path(run))
         try:
             if to is not None:
-                typer.echo(f"wrote {sw.export(to, include_timing=timing)}")
+                log.info("wrote %s", sw.export(to, include_timing=include_timing))
             else:
-                sys.stdout.write(sw.table(include_timing=timing).to_csv(index=False))
+                sys.stdout.write(sw.table(include_timing=include_timing).to_csv(index=False))
         except (ConfigError, ImportError) as exc:
             _fail(str(exc))
         finally:
             sw.close()
         return
     store = RunStore(_resolve_run(run, out))
-    if to is not None:
-        from scloop.store.sweep_store import write_table
+    try:
+        if fmt == "json":
+            text = store.records().to_json(orient="records")
+            if to is None:
+                typer.echo(text)
+            else:
+                from scloop.store.atomic import atomic_write_text
 
-        typer.echo(f"wrote {write_table(store.table(include_timing=timing), to)}")
-        return
-    if fmt == "json":
-        typer.echo(store.records().to_json(orient="records"))
-        return
-    w = csv.writer(sys.stdout, lineterminator="\n")
-    w.writerow(EXPORT_COLUMNS + EXTRA_COLUMNS)
-    for row in store.tidy_rows(include_timing=timing):
-        w.writerow([repr(v) if isinstance(v, float) else v for v in row])
+                atomic_write_text(Path(to), text + "\n")
+                log.info("wrote %s", to)
+            return
+        if to is not None:
+            try:
+                log.info("wrote %s", write_table(store.table(include_timing=include_timing), to))
+            except (ConfigError, ImportError) as exc:
+                _fail(str(exc))
+            return
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(EXPORT_COLUMNS + EXTRA_COLUMNS)
+        for row in store.tidy_rows(include_timing=include_timing):
+            w.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    finally:
+        store.close()
 
 
 @app.command()
 def sweep(
+    ctx: typer.Context,
     sweep_ref: str = typer.Argument(..., metavar="SWEEP", help="A sweep preset (see `scloop presets`) or a sweep YAML file."),
     executor: str = typer.Option("local", "--executor", help="local (a process pool) | ray (Ray tasks)."),
-    jobs: int = typer.Option(0, "--jobs", help="Runs in parallel, 1 thread each (0 = one per CPU core)."),
+    workers: int = typer.Option(0, "--workers", help="Runs in parallel, 1 thread each (0 = one per CPU core)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", hidden=True, help="Old name of --workers."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
-    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder: the sweep is written to OUT/<sweep name>."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP + "  The sweep is written to OUT/<sweep name>."),
     resume: bool = typer.Option(False, "--resume", help="Require an existing sweep directory and continue it "
                                 "(a plain re-run also skips finished runs and resumes partial ones)."),
     force: bool = typer.Option(False, "--force", help="Delete the sweep directory first and start over."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with real data for tasks that read files."),
     report: bool = typer.Option(False, "--report", help="Write the HTML report when the sweep ends."),
-    quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of a progress bar."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Same as `scloop -q`: warnings only, no progress."),
+    plugin: List[str] = typer.Option([], "--plugin", metavar="MODULE_OR_FILE", help=PLUGIN_HELP),
 ) -> None:
     """Run a grid of experiments (one run per point) into one results table."""
     from scloop.core.registry import ConfigError
     from scloop.sweep import load_sweep, run_sweep
 
+    _set_quiet(quiet)
+    workers = _deprecated_alias(ctx, "workers", workers, "--jobs", jobs, "--workers")
+    if workers < 0:
+        _fail(f"--workers: got {workers}; allowed: an integer >= 0 (0 = one per CPU core)")
     if data_dir is not None:
-        os.environ["SCLOOP_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
         if not Path(data_dir).expanduser().is_dir():
             _fail(f"--data-dir: got {data_dir!r}; allowed: an existing folder")
+        os.environ["SCLOOP_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
     try:
+        refs = _load_plugin_refs(plugin)
         spec = load_sweep(sweep_ref)
-        summary = run_sweep(spec, out=out, executor=executor, jobs=jobs, address=address, force=force,
-                            resume=resume, quiet=quiet or not sys.stderr.isatty())
+        summary = run_sweep(spec, out=out, executor=executor, jobs=workers, address=address, force=force,
+                            resume=resume, quiet=_is_quiet() or not sys.stderr.isatty(), plugins=refs)
     except ConfigError as exc:
         _fail(str(exc))
         return
-    typer.echo(summary.line())
+    log.info("%s", summary.line())
     for rid, err in summary.failures:
-        typer.echo(f"  failed: {rid}: {err}", err=True)
+        log.error("failed: %s: %s", rid, err)
     if report:
         from scloop.report.html import write_report
 
-        typer.echo(f"report: {write_report(summary.path)}")
+        log.info("wrote %s", write_report(summary.path))
     if summary.failed:
         raise typer.Exit(1)
 
@@ -291,55 +551,73 @@ def sweep(
 @app.command()
 def report(
     path: str = typer.Argument(..., help="A sweep directory (OUT/<sweep name>) or a run directory / run id."),
-    out: str = typer.Option(DEFAULT_OUT, "--out", help="Root folder of run directories (to resolve a run id)."),
+    out: str = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP + "  Used to resolve a run id."),
     threshold: List[str] = typer.Option([], "--threshold", help="Collapse threshold METRIC=VALUE for the "
                                         "first-crossing phase diagram (default: twice the metric's generation-0 value)."),
 ) -> None:
-    """Write a static HTML report (figures, phase diagrams, verdicts, compute, configs) into
-    PATH/report/index.html."""
+    """Write a static HTML report of a sweep or a run and print its verdicts.
+
+    The report (figures, phase diagrams, verdicts, compute, configs) goes to
+    PATH/report/index.html, the verdict tables to verdicts.md and verdicts.csv beside it."""
     from scloop.core.registry import ConfigError
     from scloop.report.html import write_report
     from scloop.store import is_sweep_dir
 
-    p = Path(path)
-    if not is_sweep_dir(p):
-        p = _resolve_run(path, out)
     thresholds = {}
     for item in threshold:
         key, _, val = item.partition("=")
         try:
             thresholds[key.strip()] = float(val)
         except ValueError:
-            _fail(f"--threshold {item!r}: expected METRIC=NUMBER (e.g. w2-gaussian=0.5)")
+            _fail(f"--threshold: got {item!r}; allowed: METRIC=NUMBER (e.g. w2-gaussian=0.5)")
+    p = Path(path)
+    if not is_sweep_dir(p):
+        p = _resolve_run(path, out)
     try:
         index = write_report(p, thresholds=thresholds)
     except ConfigError as exc:
         _fail(str(exc))
         return
-    typer.echo(f"wrote {index}")
+    log.info("wrote %s", index)
     vcsv = index.parent / "verdicts.csv"
     if vcsv.exists():
         import pandas as pd
 
+        log.info("wrote %s and %s", index.parent / "verdicts.md", vcsv)
         v = pd.read_csv(vcsv)
-        typer.echo(f"wrote {index.parent / 'verdicts.md'} and {vcsv.name}; verdicts (corrector vs no correction):")
+        typer.echo("verdicts (corrector vs no correction):")
         for metric, g in v.groupby("metric", sort=True):
             counts = g["verdict"].value_counts()
             typer.echo(f"  {metric:<16} " + ", ".join(f"{k} {int(counts.get(k, 0))}" for k in
                                                      ("helps", "hurts", "no detectable effect")))
 
 
+def _preset_description(load) -> str:
+    try:
+        return " ".join(str(load() or "").split()) or "-"
+    except Exception as exc:  # a broken preset must not hide the others
+        return f"(unreadable: {type(exc).__name__})"
+
+
 @app.command()
 def presets() -> None:
-    """List the built-in presets."""
-    from scloop.core.config import preset_names
+    """List the built-in presets with their descriptions.
 
-    from scloop.sweep import sweep_preset_names
+    Two groups: run presets (`scloop run NAME`) and sweep presets (`scloop sweep NAME`)."""
+    from scloop.core.config import load_raw, preset_names
+    from scloop.sweep import load_sweep, sweep_preset_names
 
-    for p in preset_names():
-        typer.echo(p)
-    for p in sweep_preset_names():
-        typer.echo(f"{p}  (sweep: scloop sweep {p})")
+    groups = [("run presets (scloop run NAME):", [(n, _preset_description(lambda n=n: load_raw(n).get("description")))
+                                                  for n in preset_names()]),
+              ("sweep presets (scloop sweep NAME):", [(n, _preset_description(lambda n=n: load_sweep(n).description))
+                                                      for n in sweep_preset_names()])]
+    width = max([len(n) for _, items in groups for n, _ in items] or [0])
+    for i, (title, items) in enumerate(groups):
+        if i:
+            typer.echo("")
+        typer.echo(title)
+        for name, desc in items:
+            typer.echo(f"  {name:<{width}}  {desc}")
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Real data sets: what is found in a data dir, downloads.")
@@ -359,8 +637,10 @@ def data_info(
     name: List[str] = typer.Option([], "--dataset", help="Only these datasets (default: all supported)."),
     quick: bool = typer.Option(False, "--quick", help="Check counts and checksums without parsing every file."),
 ) -> None:
-    """Where each supported dataset comes from (source, licence) and whether the data folder holds
-    it intact (files against the dataset's index: counts, checksums, parse)."""
+    """Where each dataset comes from and whether the data folder holds it intact.
+
+    Prints the source and licence of each supported dataset and checks the data folder's files
+    against the dataset's index (counts, checksums, parse); exits 1 on a problem."""
     from scloop.core.registry import ConfigError
     from scloop.motion.datasets import DATASETS, check, describe
 
@@ -409,23 +689,33 @@ app.add_typer(motion_app, name="motion")
 
 @motion_app.command("check-correction")
 def motion_check_correction(
+    ctx: typer.Context,
     data_dir: str = typer.Option(..., "--data-dir", help="Folder holding mocap/bandai-namco (or that folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     n_clips: int = typer.Option(20, "--n-clips", help="Clean clips (style normal, one per action)."),
     max_frames: int = typer.Option(150, "--max-frames", help="Cut each clip to this many frames."),
     harness: float = typer.Option(1.0, "--harness", help="Physics harness budget (correction strength)."),
-    processes: int = typer.Option(1, "--processes", help="Worker processes for the simulation."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes for the simulation."),
+    processes: Optional[int] = typer.Option(None, "--processes", hidden=True, help="Old name of --workers."),
     only: List[str] = typer.Option([], "--correction", help="physics, kinematic, physics+kinematic (default all)."),
 ) -> None:
-    """Track clean clips and corrupted copies (floating, penetration, sliding, jitter) through each
-    motion correction and report tracking error, harness load, falls and violation ratios."""
+    """Measure what each motion correction repairs on real clips.
+
+    Tracks clean clips and corrupted copies (floating, penetration, sliding, jitter) through
+    each motion correction and reports tracking error, harness load, falls and violation
+    ratios."""
     import json
 
     from scloop.motion.check import check_corrections, clean_clips, motion_fixes
 
-    if n_clips < 1 or max_frames < 10 or processes < 1 or harness < 0:
-        _fail("--n-clips >= 1, --max-frames >= 10, --processes >= 1 and --harness >= 0 are required")
-    fixes = motion_fixes(harness, processes)
+    workers = _deprecated_alias(ctx, "workers", workers, "--processes", processes, "--workers")
+    for flag, value, ok, allowed in (("--n-clips", n_clips, n_clips >= 1, "an integer >= 1"),
+                                     ("--max-frames", max_frames, max_frames >= 10, "an integer >= 10"),
+                                     ("--workers", workers, workers >= 1, "an integer >= 1"),
+                                     ("--harness", harness, harness >= 0, "a number >= 0")):
+        if not ok:
+            _fail(f"{flag}: got {value}; allowed: {allowed}")
+    fixes = motion_fixes(harness, workers)
     unknown = sorted(set(only) - set(fixes))
     if unknown:
         _fail(f"--correction: got {unknown}; allowed: {', '.join(fixes)}")
@@ -450,8 +740,10 @@ def motion_check_correction(
 
 @motion_app.command("animate")
 def motion_animate(
+    ctx: typer.Context,
     clip_file: str = typer.Argument(..., help="A BVH file or a DeepMimic JSON file."),
-    out: str = typer.Option("motion.gif", "--out", help="Output .gif (or .mp4 with an ffmpeg backend)."),
+    to: str = typer.Option("motion.gif", "--to", help="Output file: .gif (or .mp4 with an ffmpeg backend)."),
+    out: Optional[str] = typer.Option(None, "--out", hidden=True, help="Old name of --to."),
     correct: Optional[str] = typer.Option(None, "--correct", help="Also show the clip after this correction "
                                           "side by side: physics, kinematic or physics+kinematic."),
     harness: float = typer.Option(1.0, "--harness", help="Physics harness budget."),
@@ -463,11 +755,14 @@ def motion_animate(
 
     from scloop.motion.animate import render_frames, write_animation
 
+    to = _deprecated_alias(ctx, "to", to, "--out", out, "--to")
     path = Path(clip_file)
     if not path.is_file():
-        _fail(f"CLIP_FILE: {clip_file!r} is not a file")
-    if stride < 1 or max_frames < 2:
-        _fail("--stride >= 1 and --max-frames >= 2 are required")
+        _fail(f"CLIP_FILE: got {clip_file!r}; allowed: an existing BVH or DeepMimic JSON file")
+    if stride < 1:
+        _fail(f"--stride: got {stride}; allowed: an integer >= 1")
+    if max_frames < 2:
+        _fail(f"--max-frames: got {max_frames}; allowed: an integer >= 2")
     if correct not in (None, "physics", "kinematic", "physics+kinematic"):
         _fail(f"--correct: got {correct!r}; allowed: physics, kinematic, physics+kinematic")
     try:
@@ -497,15 +792,39 @@ def motion_animate(
     frames = render_frames(clips, titles, stride=stride,
                            clearance=estimate_clearance([clip], clip.skeleton.foot_joints()))
     try:
-        p = write_animation(out, frames, clip.fps / stride)
+        p = write_animation(to, frames, clip.fps / stride)
     except (ValueError, RuntimeError) as exc:
         _fail(str(exc))
         return
-    typer.echo(f"wrote {p} ({len(frames)} frames)")
+    log.info("wrote %s (%d frames)", p, len(frames))
+
+
+def _silence_stdout() -> None:
+    """Point the standard output descriptor at /dev/null so that the interpreter's final flush
+    of a closed pipe reports nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def main() -> None:
-    app()
+    """Entry point of the ``scloop`` command.  A reader that goes away (``scloop export RUN |
+    head -1``) ends the command quietly with status 141, like other command-line tools."""
+    try:
+        app()
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(141)
+    except SystemExit as exc:
+        # Typer/click answer EPIPE with exit 1 after wrapping the streams so that their final
+        # flush is silent; report it as a closed pipe instead
+        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            _silence_stdout()
+            sys.exit(141)
+        raise
 
 
 if __name__ == "__main__":

@@ -209,7 +209,9 @@ def plugin_payload() -> dict[str, Any]:
         import cloudpickle
 
         blob = cloudpickle.dumps(by_value)
-    return {"refs": list(_LOADED_REFS), "modules": modules, "by_value": blob}
+    # the module search path too: a plugin module found through a path this process added (a
+    # test runner's rootdir, a notebook's sys.path.append) must be found by a Ray worker as well
+    return {"refs": list(_LOADED_REFS), "modules": modules, "by_value": blob, "sys_path": list(sys.path)}
 
 
 def install_plugin_payload(payload: dict[str, Any] | None) -> None:
@@ -217,6 +219,9 @@ def install_plugin_payload(payload: dict[str, Any] | None) -> None:
     load_plugins()
     if not payload:
         return
+    for p in payload.get("sys_path", ()):
+        if p not in sys.path:
+            sys.path.append(p)
     load_plugins(payload.get("refs", ()))
     for mod in payload.get("modules", ()):
         if mod not in sys.modules:

@@ -1,4 +1,4 @@
-"""Contract tests for image-domain generative models (the class-conditional DDPM, PAPER_NOTES §3.2).
+"""Contract tests for image-domain generative models (the class-conditional DDPM, docs/paper.md §3.2).
 
 Tiny settings throughout (a few hundred 8x8 sklearn digits, 20 diffusion steps, width-32 MLP,
 a two-level UNet on a small synthetic 28x28 set) so the file runs in well under a minute on one
@@ -243,3 +243,85 @@ def test_short_training_reduces_denoising_loss(digits):
     after = trained.denoising_loss(digits, rng=_rng(1), repeats=4)
     assert after < 0.8 * before
     assert trained.last_train_loss_ < trained.first_train_loss_
+
+
+# ---------------------------------------------------------------------- the shared diffusion base
+
+
+class _VectorDiffusion:
+    """A minimal third model on the shared base: 2-D points, the residual MLP, AMSGrad Adam (the
+    hooks a new diffusion model has to provide, nothing more)."""
+
+    @staticmethod
+    def make(prediction: str, **options):
+        import torch
+
+        from scloop.models.denoisers import ResidualMLP
+        from scloop.models.diffusion import ConditionalDiffusion
+
+        class Vector(ConditionalDiffusion):
+            NAME = "Vector"
+            PREDICTION = prediction
+
+            def __init__(self, **kw):
+                opts = dict(device="cpu", timesteps=10, schedule="cosine", beta_start=1e-4, beta_end=0.02,
+                            p_uncond=0.2, guidance=1.0, steps=5, batch_size=16, lr=1e-2, lr_decay="linear",
+                            finetune_steps=2, finetune_optimizer="keep", sampler="ddim", sample_steps=4,
+                            sample_batch=3)
+                self.__dict__.update({**opts, **kw})
+                self.n_classes_ = 2
+
+            def _make_net(self):
+                return ResidualMLP(self.shape_, self.n_classes_, width=16, blocks=1)
+
+            def _new_optimizer(self, lr):
+                return torch.optim.Adam(self.net_.parameters(), lr=lr, amsgrad=True)
+
+            def finetune_rate(self):
+                return self.lr / 10
+
+            def _prepare(self, data, who):
+                if who == "fit":
+                    self.shape_ = tuple(data.x.shape[1:])
+                return torch.as_tensor(data.x), torch.as_tensor(data.y), None
+
+        return Vector(**options)
+
+
+@pytest.fixture(scope="module")
+def points() -> Data:
+    r = _rng(0)
+    y = np.arange(40, dtype=np.int64) % 2
+    return Data((r.normal(size=(40, 2)) + 3 * y[:, None]).astype(np.float32), y)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
+def test_shared_base_serves_a_new_model(points, prediction):
+    m = _VectorDiffusion.make(prediction).fit(points, rng=_rng(0))
+    assert m.train_steps_ == 5 and m.last_lr_ == pytest.approx(1e-2 * (1 - 4 / 5))  # lr (1 - s/steps)
+    out = m.sample(7, rng=_rng(1))
+    assert out.x.shape == (7, 2) and out.x.dtype == np.float32 and np.isfinite(out.x).all()
+    np.testing.assert_array_equal(out.y, np.arange(7) % 2)
+    np.testing.assert_array_equal(out.x, m.sample(7, rng=_rng(1)).x)  # 3 chunks, one generator
+    again = _VectorDiffusion.make(prediction).fit(points, rng=_rng(0))
+    assert _same_state(m.state_dict(), again.state_dict())
+    # resume: a model restored from its state continues (AMSGrad's max moments included) exactly
+    loaded = _VectorDiffusion.make(prediction).load_state_dict(m.state_dict())
+    assert any(k.endswith("/max_exp_avg_sq") for k in m.state_dict())
+    m.update(points, rng=_rng(2))
+    loaded.update(points, rng=_rng(2))
+    assert m.last_lr_ == 1e-3 and m.train_steps_ == 7
+    assert _same_state(m.state_dict(), loaded.state_dict())
+    np.testing.assert_array_equal(m.sample(4, rng=_rng(3)).x, loaded.sample(4, rng=_rng(3)).x)
+    assert np.isfinite(m.denoising_loss(points, rng=_rng(4)))
+
+
+def test_registered_models_share_the_base():
+    from scloop.models.diffusion import ConditionalDiffusion
+    from scloop.models.mdm import CACHE_VERSION
+
+    for name in ("ddpm", "mdm"):
+        assert isinstance(MODELS.create(name), ConditionalDiffusion)
+    # generation-0 caches are keyed by the factory's cache_version: the DDPM declares none
+    assert getattr(MODELS.get("ddpm"), "cache_version", None) is None
+    assert MODELS.get("mdm").cache_version == CACHE_VERSION == "mdm-2"

@@ -1,4 +1,4 @@
-"""Contract suite run over every registered plugin (STYLE.md item 14).
+"""Contract suite run over every registered plugin.
 
 Names are read from the registries at collection time, after ``load_plugins()``, so a new
 model, correction, metric, policy or task joins these checks without editing this file.
@@ -27,7 +27,7 @@ POLICY_NAMES = POLICIES.names()
 GAMMAS = (0.0, 1.0, math.inf)
 
 # Corrections that are not the identity at gamma = 0 *by design*: paper-histogram resamples
-# from a histogram of the batch (PAPER_NOTES §4, pitfall 2).  Every other correction is a
+# from a histogram of the batch (docs/paper.md §4, item 2).  Every other correction is a
 # pointwise map pi_gamma with pi_0 = identity.
 NOT_IDENTITY_AT_ZERO = {"paper-histogram"}
 # The identity correction never moves anything, so it does not reach the target at gamma = inf.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from scloop.core.config import load_spec
-from scloop.runner import _gen0_paths
+from scloop.runner.gen0 import _gen0_paths
 
 
 class _Learned:

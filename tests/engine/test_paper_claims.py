@@ -1,4 +1,4 @@
-"""PAPER_NOTES §5 G1-G3 on the official toy configuration (100 seeds, 500 generations)."""
+"""docs/paper.md §5, G1-G3, on the official toy configuration (100 seeds, 500 generations)."""
 
 from __future__ import annotations
 

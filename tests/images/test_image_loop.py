@@ -75,7 +75,7 @@ def test_workers_give_the_same_numbers(tmp_path):
 
 def test_resume_after_interrupt_reproduces(tmp_path, monkeypatch):
     ref = _values(run_experiment(_spec(), out=tmp_path, run_id="full").path)
-    import scloop.runner as runner
+    import scloop.runner.generic as runner
 
     orig = runner._StoreHook.on_generation_end
     calls = {"n": 0}

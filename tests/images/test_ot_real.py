@@ -1,7 +1,7 @@
-"""The ``ot-real`` correction (issue 7): distinct real partners by optimal assignment, moved a
+"""The ``ot-real`` correction: distinct real partners by optimal assignment, moved a
 fraction t = gamma / (1 + gamma) of the way.
 
-Acceptance (issue 7): at gamma = inf, ot-real keeps at least twice the recall of ``kmeans``
+Acceptance: at gamma = inf, ot-real keeps at least twice the recall of ``kmeans``
 k = 16 on corrected generation-0-like samples, and at least 90% of its partners are distinct
 real items.
 

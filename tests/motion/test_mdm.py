@@ -1,5 +1,5 @@
 """Contract tests for the motion-domain generative models (every name in ``MODELS.names("motion")``:
-the MDM-style motion diffusion, PAPER_NOTES §3.3), plus the MDM's own pieces: samplers, the
+the MDM-style motion diffusion, docs/paper.md §3.3), plus the MDM's own pieces: samplers, the
 standardisation, and the kinematics behind its geometric losses.
 
 Tiny settings (a width-16 one-layer transformer, 20 diffusion steps, a few optimiser steps) on

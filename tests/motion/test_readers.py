@@ -32,17 +32,13 @@ def _index(folder: Path) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def bandai() -> Path:
-    if not (BANDAI / "index.csv").is_file():
-        pytest.skip(f"Bandai-Namco data not found at {BANDAI}")
-    return BANDAI
+def bandai(require_data) -> Path:
+    return require_data(BANDAI / "index.csv", "Bandai-Namco data").parent
 
 
 @pytest.fixture(scope="module")
-def cmu() -> Path:
-    if not (CMU / "index.csv").is_file():
-        pytest.skip(f"CMU DeepMimic data not found at {CMU}")
-    return CMU
+def cmu(require_data) -> Path:
+    return require_data(CMU / "index.csv", "CMU DeepMimic data").parent
 
 
 # ----------------------------------------------------------------------------- BVH, real files
@@ -472,3 +468,108 @@ Frame Time: 0.05
     (tmp_path / "c.bvh").write_text(ok + "0 90 0 0 0 0 0 0 0\n")
     with pytest.raises(BVHError, match="3 rows but the header says Frames: 2"):
         read_bvh(tmp_path / "c.bvh")
+
+
+# ----------------------------------------------------------------------------- BVH, bad inputs (no shared data)
+
+TINY_BVH = """HIERARCHY
+ROOT hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT knee
+  {
+    OFFSET 0 -40 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    End Site
+    {
+      OFFSET 0 -40 0
+    }
+  }
+}
+MOTION
+Frames: 2
+Frame Time: 0.05
+0 90 0 0 0 0 0 0 0
+0 90 0 0 0 0 10 0 0
+"""  # line 2: ROOT, 6: JOINT, 8: knee OFFSET, 9: knee CHANNELS, 16: MOTION, 17: Frames, 18: Frame Time, 19-20: frames
+
+SECOND_ROOT = "ROOT other\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Zrotation Xrotation Yrotation\n}\n"
+
+
+def _tiny(tmp_path, text: str | bytes = TINY_BVH) -> Path:
+    p = tmp_path / "tiny.bvh"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return p
+
+
+def test_tiny_bvh_reads(tmp_path):
+    c = read_bvh(_tiny(tmp_path))
+    assert c.n_frames == 2 and c.fps == pytest.approx(20.0) and c.skeleton.names == ("hips", "knee")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    # Frames: zero, negative, not an integer, no colon
+    ("Frames: 2", "Frames: 0", ":17: Frames: 0; allowed: an integer >= 1"),
+    ("Frames: 2", "Frames: -3", ":17: Frames: -3; allowed"),
+    ("Frames: 2", "Frames: two", ":17: Frames: 'two' is not an integer"),
+    ("Frames: 2", "Frames: 2.5", ":17: Frames: '2.5' is not an integer"),
+    ("Frames: 2", "Frames 2", ":17: expected 'Frames: <value>'"),
+    # Frame Time: zero, negative, non-numeric, non-finite, missing
+    ("Frame Time: 0.05", "Frame Time: 0", ":18: Frame Time: '0'; allowed: a positive finite number"),
+    ("Frame Time: 0.05", "Frame Time: -0.05", ":18: Frame Time: '-0.05'; allowed"),
+    ("Frame Time: 0.05", "Frame Time: fast", ":18: Frame Time: 'fast'; allowed"),
+    ("Frame Time: 0.05", "Frame Time: inf", ":18: Frame Time: 'inf'; allowed"),
+    ("Frame Time: 0.05", "Frame Time: nan", ":18: Frame Time: 'nan'; allowed"),
+    ("Frame Time: 0.05\n", "", ":18: expected 'Frame Time: <value>'"),
+    # MOTION values: non-numeric, wrong count (short and long), non-finite
+    ("0 90 0 0 0 0 10 0 0", "0 90 0 0 0 0 1O 0 0", ":20: frame 1: non-numeric value '1O'"),
+    ("0 90 0 0 0 0 10 0 0", "0 90 0 0 0 0 10 0 0,", ":20: frame 1: non-numeric value '0,'"),
+    ("0 90 0 0 0 0 0 0 0\n", "0 90 0 0 0 0 0 0\n", ":19: frame 0 has 8 values, the HIERARCHY declares 9 channels"),
+    ("0 90 0 0 0 0 10 0 0", "0 90 0 0 0 0 10 0 0 0", ":20: frame 1 has 10 values, the HIERARCHY declares 9"),
+    ("0 90 0 0 0 0 10 0 0", "0 90 0 0 0 0 10 inf 0", ":20: frame 1: NaN or infinite"),
+    # hierarchy: a second ROOT (after the first closed, and nested inside it), bad OFFSET, repeated channel
+    ("MOTION\n", SECOND_ROOT + "MOTION\n", ":16: a second ROOT"),
+    ("  JOINT knee\n", "  " + SECOND_ROOT + "  JOINT knee\n", ":6: a second ROOT"),
+    ("OFFSET 0 -40 0\n    CHANNELS", "OFFSET 0 nan 0\n    CHANNELS", ":8: OFFSET values not finite"),
+    ("CHANNELS 3 Zrotation Xrotation Yrotation", "CHANNELS 3 Zrotation Xrotation Zrotation",
+     ":9: repeated channel"),
+], ids=["frames-0", "frames-negative", "frames-text", "frames-float", "frames-no-colon", "frame-time-0",
+        "frame-time-negative", "frame-time-text", "frame-time-inf", "frame-time-nan", "frame-time-missing",
+        "value-text", "value-comma", "row-short", "row-long", "value-inf", "second-root", "second-root-nested",
+        "offset-nan", "repeated-channel"])
+def test_bvh_bad_inputs_name_file_line_and_value(tmp_path, old, new, message):
+    assert old in TINY_BVH
+    path = _tiny(tmp_path, TINY_BVH.replace(old, new, 1))
+    with pytest.raises(BVHError) as info:
+        read_bvh(path)
+    assert isinstance(info.value, ValueError)  # what `scloop motion animate` and the tasks catch
+    assert f"{path}{message}" in str(info.value), str(info.value)
+
+
+def test_bvh_encoding(tmp_path):
+    """UTF-8 is the one encoding: a BOM and non-ASCII UTF-8 names read; Latin-1 or binary bytes
+    raise BVHError naming the file, the line and the byte."""
+    c = read_bvh(_tiny(tmp_path, "\ufeff" + TINY_BVH.replace("knee", "kn\u00e9e")))
+    assert c.skeleton.names == ("hips", "kn\u00e9e")
+    latin = _tiny(tmp_path, TINY_BVH.replace("knee", "kn\u00e9e").encode("latin-1"))
+    offset = TINY_BVH.index("knee") + 2
+    with pytest.raises(BVHError, match=f"tiny.bvh:6: byte 0xe9 at offset {offset} is not UTF-8 text"):
+        read_bvh(latin)
+    with pytest.raises(BVHError, match="tiny.bvh:1: byte 0x89 at offset 0 is not UTF-8"):
+        read_bvh(_tiny(tmp_path, b"\x89PNG\r\n\x1a\n" + bytes(range(256))))
+    (tmp_path / "folder.bvh").mkdir()
+    with pytest.raises(BVHError, match="folder.bvh: cannot read"):
+        read_bvh(tmp_path / "folder.bvh")
+
+
+def test_cli_animate_reports_a_bad_bvh(tmp_path):
+    from typer.testing import CliRunner
+
+    from scloop.cli import app
+
+    path = _tiny(tmp_path, TINY_BVH.replace("Frame Time: 0.05", "Frame Time: 0"))
+    r = CliRunner().invoke(app, ["motion", "animate", str(path), "--out", str(tmp_path / "x.gif")])
+    assert r.exit_code == 1, r.output
+    assert f"{path}:18: Frame Time: '0'" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.gif").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from scipy.stats import t as student_t
 
 from scloop.report.figures import ci95, final_table, metric_vs_generation, theory_overlay
+from scloop.report.plots import save_figure
 
 COLUMNS = [
     "run_id", "task", "arm", "seed", "lambda", "gamma", "n_real",
@@ -104,14 +106,14 @@ def test_ci95_matches_numpy():
 
 def test_metric_vs_generation_files(df, tmp_path):
     stem = tmp_path / "w2_vs_gen"
-    paths = metric_vs_generation(df, "w2-gaussian", stem, title="Gaussian toy")
+    paths = save_figure(metric_vs_generation(df, "w2-gaussian", title="Gaussian toy"), stem)
     _assert_png_svg(paths, stem)
 
 
 def test_metric_vs_generation_logy_single_panel_and_dotted_stem(df, tmp_path):
     one = df[df.correction.isin(["oracle-mixture", "none"])]
     stem = tmp_path / "sub" / "cov_lambda0.5"
-    paths = metric_vs_generation(one, "w2-gaussian", stem, logy=True)
+    paths = save_figure(metric_vs_generation(one, "w2-gaussian", logy=True), stem)
     assert [p.name for p in paths] == ["cov_lambda0.5.png", "cov_lambda0.5.svg"]
     assert all(p.stat().st_size > 0 for p in paths)
 
@@ -127,12 +129,12 @@ def test_metric_vs_generation_many_generations(tmp_path):
     ]
     big = pd.DataFrame(rows, columns=COLUMNS)
     stem = tmp_path / "toy500"
-    _assert_png_svg(metric_vs_generation(big, "w2-gaussian", stem), stem)
+    _assert_png_svg(save_figure(metric_vs_generation(big, "w2-gaussian"), stem), stem)
 
 
 def test_unknown_metric_raises(df, tmp_path):
     with pytest.raises(ValueError, match="no rows for metric"):
-        metric_vs_generation(df, "fid", tmp_path / "x")
+        metric_vs_generation(df, "fid")
 
 
 def test_theory_overlay(df, tmp_path):
@@ -143,7 +145,7 @@ def test_theory_overlay(df, tmp_path):
         return e0 * (lam / ((1 + lam) * (1 + gamma))) ** np.arange(n_generations + 1)
 
     stem = tmp_path / "theory"
-    _assert_png_svg(theory_overlay(df, stem, predicted=predicted), stem)
+    _assert_png_svg(save_figure(theory_overlay(df, predicted=predicted), stem), stem)
     # one call per non-baseline curve (2 corrections x 3 gammas, no-correction in both panels)
     assert len(calls) == 2 * len(GAMMAS) + 2
     sub = df[(df.metric == "mean_error") & (df.generation == 0)]
@@ -156,7 +158,7 @@ def test_theory_overlay(df, tmp_path):
 
 def test_theory_overlay_bad_length(df, tmp_path):
     with pytest.raises(ValueError, match="expected"):
-        theory_overlay(df, tmp_path / "bad", predicted=lambda lam, g, e0, n: np.ones(n))
+        theory_overlay(df, predicted=lambda lam, g, e0, n: np.ones(n))
 
 
 def _check_table(df, table, metric, generation):
@@ -219,7 +221,7 @@ def test_two_seed_band_is_the_seed_range_not_a_t_interval(df, tmp_path, monkeypa
         return real_fill(self, x, lo, hi, *a, **k)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "fill_between", spy)
-    metric_vs_generation(two, "w2-gaussian", tmp_path / "two")
+    metric_vs_generation(two, "w2-gaussian")
     vals = two[two.metric == "w2-gaussian"].value
     vals = vals[np.isfinite(vals)]
     assert drawn
@@ -230,9 +232,127 @@ def test_two_seed_band_is_the_seed_range_not_a_t_interval(df, tmp_path, monkeypa
 
     drawn.clear()  # four seeds: the t-based band of the mean, which can reach past the data
     four = df[df.correction.isin(["oracle-mixture", "none"])]
-    metric_vs_generation(four, "w2-gaussian", tmp_path / "four")
+    metric_vs_generation(four, "w2-gaussian")
     per = four[(four.metric == "w2-gaussian") & (four.arm == "baseline")]
     g = per.groupby("generation").value
     half = student_t.ppf(0.975, 3) * g.std() / 2.0
     expect_hi = (g.mean() + half).to_numpy()
     assert any(np.allclose(hi, expect_hi) for _, hi in drawn)
+
+
+# --------------------------------------------------------------------------- notebook safety
+FAKE_BACKEND = "scloop_test_inline_backend"
+
+
+def _fake_inline_backend() -> str:
+    """A stand-in for ``matplotlib_inline.backend_inline`` (a ``module://`` backend)."""
+    import sys
+    import types
+
+    from matplotlib.backend_bases import FigureManagerBase
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if FAKE_BACKEND not in sys.modules:
+        mod = types.ModuleType(FAKE_BACKEND)
+
+        class FigureCanvas(FigureCanvasAgg):
+            pass
+
+        mod.FigureCanvas = FigureCanvas
+        mod.FigureManager = FigureManagerBase
+        mod.show = lambda *a, **k: None
+        sys.modules[FAKE_BACKEND] = mod
+    return f"module://{FAKE_BACKEND}"
+
+
+def test_plotting_leaves_the_backend_and_rcparams_alone(df, tmp_path):
+    """In a notebook the backend is the inline one: plotting must not switch it (the old code
+    called ``matplotlib.use("Agg")``) nor leave its style in the global rcParams."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    old = matplotlib.get_backend()
+    try:
+        matplotlib.use(_fake_inline_backend())
+        backend = matplotlib.get_backend()
+        before = dict(matplotlib.rcParams)
+        fig = metric_vs_generation(df, "w2-gaussian", title="t")
+        fig2 = theory_overlay(df, predicted=lambda lam, g, e0, n: e0 * 0.5 ** np.arange(n + 1))
+        paths = save_figure(fig, tmp_path / "nb")
+        assert matplotlib.get_backend() == backend
+        assert dict(matplotlib.rcParams) == before
+        assert isinstance(fig, Figure) and isinstance(fig2, Figure)
+        _assert_png_svg(paths, tmp_path / "nb")
+    finally:
+        matplotlib.use(old)
+
+
+def test_figures_need_no_pyplot(tmp_path):
+    """A fresh interpreter: drawing and saving (PNG and SVG) never imports pyplot, so nothing is
+    registered with a pyplot backend (no figure leaks, no double display in a notebook)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_figures import make_frame\n"
+        "from scloop.report.figures import metric_vs_generation\n"
+        "from scloop.report.plots import save_figure\n"
+        "fig = metric_vs_generation(make_frame(), 'w2-gaussian')\n"
+        "paths = save_figure(fig, Path(sys.argv[1]) / 'x')\n"
+        "assert [p.suffix for p in paths] == ['.png', '.svg'] and all(p.stat().st_size > 1000 for p in paths)\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+        "print(type(fig).__module__, type(fig).__name__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(Path(__file__).parent)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == "matplotlib.figure Figure"
+
+
+def test_ax_draws_into_the_given_axes(df):
+    from matplotlib.figure import Figure
+
+    one = df[df.correction.isin(["oracle-mixture", "none"])]  # one (correction, lambda) panel
+    mine = Figure()
+    ax = mine.subplots()
+    got = metric_vs_generation(one, "w2-gaussian", ax=ax, title="mine")
+    assert got is mine and mine.axes == [ax]
+    assert len(ax.get_lines()) == len(GAMMAS) + 2  # 3 gammas, baseline, no-correction
+    assert ax.get_ylabel() == "W₂ to target"  # the metric plugin's label
+    assert ax.get_title() == "mine" and ax.get_legend() is not None
+    assert not mine.legends  # the legend sits in the caller's Axes, not outside their figure
+
+    # two panels: two Axes, or a clear error for one
+    with pytest.raises(ValueError, match="2 panel"):
+        metric_vs_generation(df, "w2-gaussian", ax=ax)
+    other = Figure()
+    axes = other.subplots(1, 2)
+    assert metric_vs_generation(df, "w2-gaussian", ax=axes) is other
+    assert all(a.get_lines() for a in axes)
+    sub = Figure().subfigures(1, 2)[1]  # inside a SubFigure the root Figure is returned
+    ax_s = sub.subplots()
+    assert metric_vs_generation(one, "w2-gaussian", ax=ax_s) is sub.get_figure(root=True)
+    f3 = Figure()
+    assert theory_overlay(one, ax=f3.subplots(), predicted=lambda lam, g, e0, n: e0 * 0.5 ** np.arange(n + 1)) is f3
+
+
+def test_axis_label_comes_from_the_metric_plugin(df):
+    from scloop.core.registry import METRICS
+    from scloop.plugins import register_metric
+
+    @register_metric("t-fig-score", higher_is_better=True, label="Test score", unit="bits")
+    def make():  # pragma: no cover - never built
+        raise AssertionError
+
+    try:
+        renamed = df[df.metric == "w2-gaussian"].assign(metric="t-fig-score")
+        fig = metric_vs_generation(renamed, "t-fig-score")
+        assert fig.axes[0].get_ylabel() == "Test score (bits)"
+        # a name no plugin declares is labelled by itself
+        fig = metric_vs_generation(renamed.assign(metric="t-undeclared"), "t-undeclared")
+        assert fig.axes[0].get_ylabel() == "t-undeclared"
+    finally:
+        METRICS.unregister("t-fig-score")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from scloop.report.verdicts import COLUMNS, verdict_html, verdict_markdown, verdict_table
+from scloop.report.verdicts import COLUMNS, NO_VERDICT, verdict_html, verdict_markdown, verdict_table
 from scloop.store.run_store import EXPORT_COLUMNS, EXTRA_COLUMNS
 
 SEEDS = 5
@@ -86,11 +86,21 @@ def test_higher_is_better_flips_the_direction(table):
     assert out2.loc["ot-real", "verdict"] == "hurts"
 
 
-def test_unknown_metric_needs_orientation(table):
+def test_unknown_metric_gets_no_verdict(table):
+    """A metric no plugin declares has no good side: statistics, but no verdict -- never a
+    guessed lower-is-better."""
     odd = table.assign(metric="my_score")
-    with pytest.raises(ValueError, match="my_score"):
-        verdict_table(odd, "my_score")
-    assert len(verdict_table(odd, "my_score", higher_is_better=False)) == 3
+    out = verdict_table(odd, "my_score")
+    assert len(out) == 3 and set(out["verdict"]) == {NO_VERDICT}
+    assert out["higher_is_better"].isna().all()
+    ref = verdict_table(table, "fid").set_index("correction")
+    by = out.set_index("correction")
+    assert by["mean_diff"].to_dict() == pytest.approx(ref["mean_diff"].to_dict())  # numbers still there
+    assert all("orientation unknown" in t for t in out["sentence"])
+    assert "orientation unknown" in verdict_markdown(out) and 'class="null"' in verdict_html(out)
+    # an explicit orientation overrides
+    assert set(verdict_table(odd, "my_score", higher_is_better=False)["verdict"]) == {"helps", "hurts",
+                                                                                        "no detectable effect"}
     with pytest.raises(ValueError, match="fid-paper"):  # known orientation, absent from the table
         verdict_table(table, "fid-paper")
 

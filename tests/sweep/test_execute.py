@@ -123,7 +123,7 @@ def test_four_concurrent_sweep_processes_lose_nothing(tmp_path, make_sweep):
     spec = make_sweep(tmp_path / "spec", gens=4, seeds=2,
                        grid="lambda: [0.25, 0.5, 1.0]\n  n_real: [30, 60]\n  policy: [augment, replace]")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "scloop", "sweep", str(spec), "--jobs", "1", "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "scloop", "sweep", str(spec), "--workers", "1", "--out", str(out)]  # per-run lines: INFO
     # the first one creates the directory; the others join it
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)]
     time.sleep(0.5)

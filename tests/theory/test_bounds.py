@@ -1,4 +1,4 @@
-"""Tests for scloop.theory.bounds (PAPER_NOTES §2.5 and §5 T1–T3)."""
+"""Tests for scloop.theory.bounds (docs/paper.md §2.5 and §5 T1–T3)."""
 
 import math
 

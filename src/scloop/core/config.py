@@ -328,7 +328,7 @@ def load_raw(ref: str, _depth: int = 0) -> dict[str, Any]:
         if not path.is_file():
             raise ConfigError(f"config file {ref!r} does not exist")
         raw = _load_yaml_text(path.read_text(), str(path))
-        _resolve_plugin_paths(raw, path.resolve().parent, str(path))
+        resolve_plugin_paths(raw, path.resolve().parent, str(path))
     elif ref in preset_names():
         raw = _load_yaml_text((resources.files("scloop.presets") / f"{ref}.yaml").read_text(), f"preset {ref}")
         raw.setdefault("name", ref)
@@ -355,7 +355,7 @@ def load_raw(ref: str, _depth: int = 0) -> dict[str, Any]:
     return raw
 
 
-def _resolve_plugin_paths(raw: dict[str, Any], base: Path, where: str) -> None:
+def resolve_plugin_paths(raw: dict[str, Any], base: Path, where: str) -> None:
     """``plugins:`` entries that are ``.py`` paths are relative to the config file."""
     plugins = raw.get("plugins")
     if plugins is None:

@@ -120,7 +120,7 @@ class Corrected:
 
 @runtime_checkable
 class Correction(Protocol):
-    """A self-correction function pi_gamma applied to synthetic samples (PAPER_NOTES §1.3)."""
+    """A self-correction function pi_gamma applied to synthetic samples (docs/paper.md §1.3)."""
 
     gamma: float
 
@@ -144,7 +144,8 @@ class Evaluation:
 
 @runtime_checkable
 class Metric(Protocol):
-    """A scalar quality metric of one generation (lower is better unless documented)."""
+    """A scalar quality metric of one generation.  Its orientation (``higher_is_better``),
+    axis label and unit are declared at registration (:func:`scloop.register_metric`)."""
 
     name: str
     needs_samples: bool
@@ -154,6 +155,43 @@ class Metric(Protocol):
 
 # A metric may also define ``prepare(context: MetricContext) -> Self``; the runner calls it once
 # per seed before generation 0 (image metrics train or load their feature network there).
+
+
+@runtime_checkable
+class Task(Protocol):
+    """Where a run's real data (and, for synthetic tasks, the known target) come from.
+
+    ``real_data(n_real, rng)`` draws the real training set of a seed (the first draw of its
+    ``data`` stream); ``n_eval`` is how many fresh samples a metric's evaluation draws from the
+    model.  Optional members: ``reference(rng) -> Data`` (a held-out/target sample for
+    sample-based metrics, drawn next from the same stream), ``target`` (a known
+    :class:`Target`), ``domain`` (``vector`` | ``image`` | ``motion`` | ``text``, default
+    ``vector``) and ``meta`` (task facts handed to corrections and metrics, e.g. a skeleton)."""
+
+    n_eval: int
+
+    def real_data(self, n_real: int, rng: np.random.Generator) -> Data: ...
+
+
+@runtime_checkable
+class DataPolicy(Protocol):
+    """How the training set of generation g is built from the real data and the synthetic
+    (possibly corrected) batches of generations 1..g (docs/concepts.md, data policies).
+
+    ``keeps_history``: whether batches older than the current one are ever used (else the
+    checkpoint keeps only the current one); ``needs_real``: whether real data enter the
+    training set."""
+
+    name: str
+    keeps_history: bool
+    needs_real: bool
+
+    def build(
+        self, real: Data, history: list[Data], generation: int, corrected: bool, *, rng: np.random.Generator
+    ) -> tuple[Data, "Provenance"]:
+        """``history``: the synthetic batches of generations 1..generation when
+        ``keeps_history``, else only the current generation's batch."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Self-correction plugins.  Importing this package registers them in ``CORRECTIONS``.
 
 Every correction has a strength ``gamma`` >= 0 (``.inf`` allowed) and the mixing weight
-``t = gamma / (1 + gamma)`` of PAPER_NOTES §1.3.
+``t = gamma / (1 + gamma)`` of docs/paper.md §1.3.
 """
 
 from scloop.corrections import histogram as _histogram  # noqa: F401

@@ -10,7 +10,7 @@ from scloop.core.registry import ConfigError
 
 
 def mixing_weight(gamma: float) -> float:
-    """t = gamma / (1 + gamma): pi_gamma p = (1 - t) p_theta + t p_target (PAPER_NOTES §1.3).
+    """t = gamma / (1 + gamma): pi_gamma p = (1 - t) p_theta + t p_target (docs/paper.md §1.3).
     gamma = inf gives t = 1."""
     if gamma < 0 or math.isnan(gamma):
         raise ConfigError(f"gamma: got {gamma!r}; allowed: a number >= 0 (or .inf)")

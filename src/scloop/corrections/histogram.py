@@ -1,6 +1,6 @@
 """``paper-histogram``: a faithful re-implementation of the official Gaussian toy's corrector.
 
-PAPER_NOTES §3.1 and §4 (pitfalls 2 and 3).  Given the n synthetic points of a generation:
+docs/paper.md §3.1 and §4 (items 2 and 3).  Given the n synthetic points of a generation:
 
 1. build a 10x10 histogram density of the points (``density=True``; bins span the sample
    range in each axis, zero outside);
@@ -167,7 +167,7 @@ class PaperHistogramCorrection:
         return Corrected(Data(out, data.y), diag)
 
 
-@CORRECTIONS.register("paper-histogram")
+@CORRECTIONS.register("paper-histogram", capabilities=("gaussian-ensemble",))
 def make_paper_histogram(*, gamma: float = 0.0, bins: int = 10, block: int = 256) -> PaperHistogramCorrection:
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ConfigError(f"correction.bins: got {bins!r}; allowed: an integer >= 1")

@@ -23,7 +23,7 @@ class NoCorrection:
         return Corrected(data, {"displacement": 0.0, "fraction_changed": 0.0})
 
 
-@CORRECTIONS.register("none")
+@CORRECTIONS.register("none", capabilities=("gaussian-ensemble",))
 def make_none(*, gamma: float = 0.0) -> NoCorrection:
     from scloop.corrections.base import check_gamma
 

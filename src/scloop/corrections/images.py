@@ -4,7 +4,7 @@ Each has a strength gamma >= 0 (default ``inf``) and acts on a random share
 t = gamma / (1 + gamma) of the batch (each image independently, one uniform draw per image
 from the correction stream); gamma = inf touches every image, gamma = 0 none.
 
-* ``kmeans`` -- the paper's MNIST correction (PAPER_NOTES §3.2): per class, sklearn
+* ``kmeans`` -- the paper's MNIST correction (docs/paper.md §3.2): per class, sklearn
   ``KMeans(n_clusters=k, random_state=seed, n_init=n_init)`` on the flattened real images of
   that class; a chosen synthetic image is replaced by the nearest centroid of its own class.
   At gamma = inf this is the paper's hard projection onto at most ``k x n_classes``

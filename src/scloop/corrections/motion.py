@@ -1,4 +1,4 @@
-"""Motion corrections as engine plugins (domain ``motion``; PAPER_NOTES §3.3).
+"""Motion corrections as engine plugins (domain ``motion``; docs/paper.md §3.3).
 
 Data: ``x`` float32 (n, T, F) windows of the canonical representation
 (:mod:`scloop.motion.representation`), ``y`` labels.  The task supplies, through

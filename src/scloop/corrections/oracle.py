@@ -1,4 +1,4 @@
-"""Idealized corrections towards a known target p_theta* (PAPER_NOTES §1.3).
+"""Idealized corrections towards a known target p_theta* (docs/paper.md §1.3).
 
 ``oracle-mixture`` samples exactly from
 
@@ -101,11 +101,11 @@ class OracleOTCorrection(OracleMixtureCorrection):
         return Corrected(Data(out, data.y), diag)
 
 
-@CORRECTIONS.register("oracle-mixture")
+@CORRECTIONS.register("oracle-mixture", capabilities=("gaussian-ensemble",))
 def make_oracle_mixture(*, gamma: float = 0.0) -> OracleMixtureCorrection:
     return OracleMixtureCorrection(gamma=check_gamma(gamma))
 
 
-@CORRECTIONS.register("oracle-ot")
+@CORRECTIONS.register("oracle-ot", capabilities=("gaussian-ensemble",))
 def make_oracle_ot(*, gamma: float = 0.0) -> OracleOTCorrection:
     return OracleOTCorrection(gamma=check_gamma(gamma))

@@ -1,16 +1,16 @@
-"""``ot-real``: a distribution-preserving correction towards the real training data (issue 7).
+"""``ot-real``: a distribution-preserving correction towards the real training data.
 
 The paper's idealized corrector moves samples *towards* the data distribution without
-collapsing them onto a few points (PAPER_NOTES §1.3).  ``kmeans`` and ``nearest-real`` are
+collapsing them onto a few points (docs/paper.md §1.3).  ``kmeans`` and ``nearest-real`` are
 projections: many synthetic images land on the same prototype, which removes diversity and
-feeds back through the loop (DIGITS_PROBE.md).  ``ot-real`` pairs the synthetic batch with an
+feeds back through the loop (docs/findings.md).  ``ot-real`` pairs the synthetic batch with an
 equally sized sample of *distinct* real training items by an optimal assignment and moves
 each synthetic item a fraction t of the way to its partner::
 
     x_i  <-  (1 - t) x_i + t r_sigma(i),      t = gamma / (1 + gamma)
 
 (gamma = inf: x_i is replaced by its partner; gamma = 0: the identity).  This is the
-displacement interpolation of the paper's first toy-example code (PAPER_NOTES §3.1, initial
+displacement interpolation of the paper's first toy-example code (docs/paper.md §3.1, initial
 commit: Hungarian assignment to fresh target samples, then ``x <- t y + (1 - t) x``) with the
 real training data as the target sample.  Note the meaning of gamma differs from the image
 projections (``kmeans``, ``nearest-real``, ``verifier``), which act on a random *share* t of

@@ -3,8 +3,10 @@
 Format: a big-endian header ``0x00 0x00 <dtype code> <ndim>`` followed by ``ndim`` big-endian
 int32 sizes and the row-major data.  MNIST uses dtype 0x08 (uint8): images have magic 2051
 (ndim 3: n x 28 x 28), labels magic 2049 (ndim 1).  The reader checks the magic number, the
-sizes against what the caller expects and the payload length, so that a truncated, swapped or
-foreign file fails with a message naming the file -- never a silently short array.
+sizes against what the caller expects and the payload length (sizes multiplied exactly, so that
+a forged header cannot overflow into a small size), so that a truncated, swapped or foreign
+file fails with an :class:`IDXError` (a ``ValueError``) naming the file -- never a silently
+short array.  An unreadable file or a corrupt gzip stream raises it too.
 
 numpy has no IDX reader and the format is 20 lines, so it is written here rather than pulling a
 dataset framework (torchvision) in for it.
@@ -13,6 +15,7 @@ dataset framework (torchvision) in for it.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -27,7 +30,10 @@ class IDXError(ValueError):
 
 
 def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise IDXError(f"{path}: cannot read ({exc})") from None
     if raw[:2] == b"\x1f\x8b":  # gzip magic
         try:
             return gzip.decompress(raw)
@@ -64,7 +70,7 @@ def read_idx(path: str | Path, *, magic: int | None = None, shape: tuple[int | N
             want = "x".join("*" if e is None else str(e) for e in shape)
             raise IDXError(f"{path}: shape {'x'.join(map(str, dims))}, expected {want}")
     dtype = np.dtype(_DTYPES[code])
-    need = head + int(np.prod(dims)) * dtype.itemsize
+    need = head + math.prod(dims) * dtype.itemsize  # exact: np.prod wraps around in int64
     if len(buf) != need:
         raise IDXError(f"{path}: payload is {len(buf) - head} bytes, the header says {need - head} "
                        f"({'truncated' if len(buf) < need else 'trailing bytes'})")

@@ -16,6 +16,8 @@ import numpy as np
 
 from scloop.data.idx import IDXError, read_idx
 
+N_CLASSES = 10
+
 # split -> (images file, labels file, count)
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
@@ -33,6 +35,10 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+
+
+class MNISTLabelError(IDXError):
+    """An MNIST labels file holds a value outside the digit classes 0..9."""
 
 
 def _locate(data_dir: Path, stem: str) -> Path | None:
@@ -58,7 +64,9 @@ def load_mnist(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     """One split as ``x`` float32 (n, 1, 28, 28) in [0, 1] (value/255) and ``y`` int64 (n,).
 
     Raises :class:`IDXError` naming the file when a file is missing, truncated or of the wrong
-    kind, or when the image and label counts disagree."""
+    kind, or when the image and label counts disagree; :class:`MNISTLabelError` (an
+    ``IDXError``) naming the labels file, the first bad value and its index when a label is
+    not a digit 0..9."""
     if split not in MNIST_FILES:
         raise IDXError(f"MNIST split {split!r} unknown; allowed: {', '.join(MNIST_FILES)}")
     data_dir = Path(data_dir).expanduser()
@@ -74,8 +82,11 @@ def load_mnist(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
         raise IDXError(f"{pi} has {len(x)} images but {pl} has {len(y)} labels")
     if len(x) != count:
         raise IDXError(f"{pi}: {len(x)} images, the MNIST {split} split has {count}")
-    if y.max(initial=0) > 9:
-        raise IDXError(f"{pl}: label {int(y.max())} out of range 0..9")
+    bad = np.flatnonzero(y >= N_CLASSES)  # uint8 (the magic number fixes the dtype): never < 0
+    if len(bad):
+        k = int(bad[0])
+        raise MNISTLabelError(f"{pl}: label {int(y[k])} at index {k} is not a digit; allowed: 0..{N_CLASSES - 1} "
+                              f"({len(bad)} of {len(y)} labels out of range)")
     return (x.astype(np.float32) / 255.0)[:, None], y.astype(np.int64)
 
 

@@ -1,6 +1,6 @@
 """The self-consuming loop: the only place where the generation recursion lives.
 
-Algorithm (PAPER_NOTES §1.4, Algorithm 1 of Gillman et al.), for g = 1..G:
+Algorithm (docs/paper.md §1.4, Algorithm 1 of Gillman et al.), for g = 1..G:
 
 1. sample floor(lambda n) synthetic points from the previous model (conditional models draw
    their conditions from the real data's conditions);

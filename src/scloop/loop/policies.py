@@ -4,37 +4,22 @@ synthetic (possibly corrected) batches of generations 1..g.
 ``history[j-1]`` is the synthetic batch of generation j.  Each policy returns the training
 set and its :class:`~scloop.core.types.Provenance`.
 
-- ``augment``: real + this generation's synthetic (the paper's default, PAPER_NOTES §1.4).
+- ``augment``: real + this generation's synthetic (the paper's default, docs/paper.md §1.4).
 - ``replace``: this generation's synthetic only (fully synthetic loop).
 - ``accumulate``: real + every generation's synthetic so far.
 - ``accumulate-subsample``: real + ``budget`` points drawn without replacement from all the
   synthetic data so far (uniform random keys from the ``policy`` stream; the smallest
   ``budget`` keys win).
-- ``paper-toy``: the official toy's scheme (PAPER_NOTES §3.1): at generation G keep the first
+- ``paper-toy``: the official toy's scheme (docs/paper.md §3.1): at generation G keep the first
   floor(m j / G) points of generation j, j = 1..G (m = that generation's batch size).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 
 from scloop.core.registry import POLICIES, ConfigError
-from scloop.core.types import Data, Provenance
-
-
-class DataPolicy(Protocol):
-    name: str
-    keeps_history: bool  # whether batches older than the current one are ever used
-    needs_real: bool
-
-    def build(
-        self, real: Data, history: list[Data], generation: int, corrected: bool, *, rng: np.random.Generator
-    ) -> tuple[Data, Provenance]:
-        """``history``: the synthetic batches of generations 1..generation when
-        ``keeps_history``, else only the current generation's batch."""
-        ...
+from scloop.core.types import Data, DataPolicy, Provenance  # noqa: F401  (DataPolicy: the protocol)
 
 
 def paper_toy_counts(m: int, generation: int) -> np.ndarray:
@@ -106,28 +91,28 @@ class PaperToy:
         return Data.concat([real] + keep), Provenance(tuple(p for p in parts if p[2]))
 
 
-@POLICIES.register("augment")
+@POLICIES.register("augment", capabilities=("gaussian-ensemble",))
 def make_augment() -> Augment:
     return Augment()
 
 
-@POLICIES.register("replace")
+@POLICIES.register("replace", capabilities=("gaussian-ensemble",))
 def make_replace() -> Replace:
     return Replace()
 
 
-@POLICIES.register("accumulate")
+@POLICIES.register("accumulate", capabilities=("gaussian-ensemble",))
 def make_accumulate() -> Accumulate:
     return Accumulate()
 
 
-@POLICIES.register("accumulate-subsample")
+@POLICIES.register("accumulate-subsample", capabilities=("gaussian-ensemble",))
 def make_accumulate_subsample(*, budget: int = 100) -> AccumulateSubsample:
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"policy.budget: got {budget!r}; allowed: an integer >= 1")
     return AccumulateSubsample(budget)
 
 
-@POLICIES.register("paper-toy")
+@POLICIES.register("paper-toy", capabilities=("gaussian-ensemble",))
 def make_paper_toy() -> PaperToy:
     return PaperToy()

@@ -1,6 +1,6 @@
 """Closed-form metrics between the fitted model's first two moments and the target's.
 
-``w2-gaussian`` (PAPER_NOTES §3.1): the 2-Wasserstein distance between N(mu1, S1) and
+``w2-gaussian`` (docs/paper.md §3.1): the 2-Wasserstein distance between N(mu1, S1) and
 N(mu2, S2),
 
     W2^2 = ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S2^{1/2} S1 S2^{1/2})^{1/2}),
@@ -79,16 +79,16 @@ class _MomentMetric:
         return float(self._fn(mu, s, mt, st))
 
 
-@METRICS.register("w2-gaussian", higher_is_better=False, label="W₂ to target")
+@METRICS.register("w2-gaussian", higher_is_better=False, label="W₂ to target", capabilities=("gaussian-ensemble",))
 def make_w2() -> _MomentMetric:
     return _MomentMetric("w2-gaussian", lambda mu, s, mt, st: w2_gaussian(mu, s, mt, st))
 
 
-@METRICS.register("mean_error", higher_is_better=False, label="‖μ̂ − μ*‖")
+@METRICS.register("mean_error", higher_is_better=False, label="‖μ̂ − μ*‖", capabilities=("gaussian-ensemble",))
 def make_mean_error() -> _MomentMetric:
     return _MomentMetric("mean_error", lambda mu, s, mt, st: mean_error(mu, mt))
 
 
-@METRICS.register("cov_error", higher_is_better=False, label="‖Σ̂ − Σ*‖_F")
+@METRICS.register("cov_error", higher_is_better=False, label="‖Σ̂ − Σ*‖_F", capabilities=("gaussian-ensemble",))
 def make_cov_error() -> _MomentMetric:
     return _MomentMetric("cov_error", lambda mu, s, mt, st: cov_error(s, st))

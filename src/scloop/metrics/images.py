@@ -1,4 +1,4 @@
-"""Image metrics in the feature space of a LeNet-style digit classifier (PAPER_NOTES §3.2).
+"""Image metrics in the feature space of a LeNet-style digit classifier (docs/paper.md §3.2).
 
 The paper measures FID in the 84-d sigmoid ``fc2`` layer of a LeNet-5 trained on MNIST.
 Every metric here uses the same feature network: :func:`scloop.nets.classifier.train_classifier`
@@ -24,7 +24,7 @@ held-out real images, falling back to ``MetricContext.reference``):
   feature distance of the samples divided by the same for the reference, both averaged over
   the classes present in the samples.
 * ``fid-paper`` (lower is better) and ``fid-paper-sd``: the paper's metric and its spread.  The
-  official code scores each generation by the FID of only 100 generated samples (PAPER_NOTES
+  official code scores each generation by the FID of only 100 generated samples (docs/paper.md
   §3.2).  Here ``draws`` (20) class-balanced subsets of ``n`` (100) images -- 10 per class,
   drawn without replacement within each class -- are taken from the generation's evaluation
   samples, the FID of each against the full reference is computed as ``fid`` does, and
@@ -50,7 +50,7 @@ full MNIST training set.  scloop's :mod:`scloop.nets.classifier` keeps the 84-d 
 features and the LeNet-5 layer sizes on 28x28 inputs, but uses ReLU hidden activations, max
 pooling, no resize, a small two-conv block on 8x8 digits, and trains on the task's training
 split; every image metric (``fid-paper`` included) uses this one network, so 100-sample and
-1,000-sample FIDs are in the same feature space.  The CPU probe (DIGITS_PROBE.md, round 2) found
+1,000-sample FIDs are in the same feature space.  An earlier CPU probe (docs/images.md) found
 that a reconstructed all-sigmoid LeNet-5 compresses FID values but ranks the arms the same way.
 
 One forward pass per generation: a per-process :class:`FeatureSpace` (one per classifier

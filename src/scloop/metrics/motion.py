@@ -5,6 +5,7 @@ estimated from the real training windows in ``prepare``.  Lower is better for al
 
 from __future__ import annotations
 
+import hashlib
 from typing import Self
 
 import numpy as np
@@ -12,9 +13,17 @@ import numpy as np
 from scloop.core.registry import METRICS, ConfigError
 from scloop.core.types import Evaluation, MetricContext
 
-# the four metrics share one decode per generation: the last sample array evaluated (held, so
-# that identity cannot be confused with a later array at the same address) and its values
+# the four metrics share one decode per generation: the values of the last sample array
+# evaluated, keyed on its content (shape, dtype, a digest of every byte) -- not on its identity,
+# which survives an in-place edit -- and on the skeleton, frame rate and clearances
 _LAST: dict[str, object] = {}
+
+
+def _content_key(x: np.ndarray) -> tuple:
+    """Shape, dtype and a BLAKE2b digest of all the bytes of ``x`` (about 1 GB/s: small next to
+    decoding the windows; a strided or summed fingerprint would miss a local edit)."""
+    flat = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
+    return (x.shape, x.dtype.str, hashlib.blake2b(flat, digest_size=16).digest())
 
 
 class MotionPhysicsMetric:
@@ -43,9 +52,9 @@ class MotionPhysicsMetric:
         x = np.asarray(ev.samples.x)
         if not np.isfinite(x).all():
             return float("nan")
-        key = (ev.samples.x, self.skeleton_, self.fps_, self.clearance_.tobytes())
+        key = (_content_key(x), self.skeleton_, self.fps_, self.clearance_.tobytes(), tuple(self.feet_))
         last = _LAST.get("key")
-        if last is None or not (last[0] is key[0] and last[1] is key[1] and last[2:] == key[2:]):
+        if last is None or not (last[1] is key[1] and last[0] == key[0] and last[2:] == key[2:]):
             vals = [M.all_metrics(decode(w, self.skeleton_, fps=self.fps_).positions(), self.fps_, self.feet_,
                                   self.clearance_) for w in x]
             _LAST["key"] = key

@@ -7,7 +7,7 @@ Label ``n_classes`` is the *null* class: the "unconditional" branch of classifie
 both eps_theta(x_t, t, c) and eps_theta(x_t, t, null).
 
 - :class:`ResidualMLP`: flattens the image; for tiny images (8x8 digits) this is faster than a
-  convolutional net on CPU and was good enough in the digits probe (DIGITS_PROBE.md: width 256,
+  convolutional net on CPU and was good enough in the digits probe (width 256,
   3 blocks, 0.76 M parameters).
 - :class:`UNet`: diffusers' ``UNet2DModel`` with a class embedding (``num_class_embeds``), padded to
   a size its down/up-sampling path can invert and cropped back.

@@ -4,7 +4,7 @@ The fitting and sampling kernels below accept arbitrary leading batch dimensions
 vectorised ensemble (:mod:`scloop.tasks.gaussian_ensemble`) and the generic engine compute
 the same numbers with the same code.
 
-MLE (PAPER_NOTES §3.1: the official toy fits a one-component GaussianMixture, i.e. this MLE
+MLE (docs/paper.md §3.1: the official toy fits a one-component GaussianMixture, i.e. this MLE
 plus sklearn's ``reg_covar`` = 1e-6 on the diagonal):
 
     mu = (1/N) sum_i x_i,      Sigma = (1/N) sum_i x_i x_i^T - mu mu^T   (+ reg_covar * I).
@@ -139,7 +139,7 @@ class GaussianModel:
         return self.set_params(np.asarray(state["mean"]), np.asarray(state["cov"]))
 
 
-@MODELS.register("gaussian")
+@MODELS.register("gaussian", capabilities=("gaussian-ensemble",))
 def make_gaussian(*, reg_covar: float = 0.0) -> GaussianModel:
     if not isinstance(reg_covar, (int, float)) or reg_covar < 0:
         from scloop.core.registry import ConfigError

@@ -1,4 +1,4 @@
-"""MDM-style motion diffusion model (PAPER_NOTES §3.3: Tevet et al. 2023, the paper's motion model).
+"""MDM-style motion diffusion model (docs/paper.md §3.3: Tevet et al. 2023, the paper's motion model).
 
 Data: windows ``(n, T, F)`` float32 of the canonical motion representation
 (:mod:`scloop.motion.representation`), labels ``y`` (n,) int (the task's condition: the action).
@@ -41,30 +41,28 @@ runs ``steps`` optimizer steps (paper 5,000 / 10,000 / 20,000 for n = 64 / 128 /
 generation ``finetune_steps`` (paper 1,000) at ``finetune_lr`` (None: ``lr``) with a fresh AdamW
 (``finetune_optimizer="reset"``, the paper) or the kept one (``"keep"``).  Batches are drawn from
 a random permutation per epoch.  Dropout and the diffusion noise are drawn from private torch
-RNG streams seeded from ``rng``: same seed, same weights.  torch and diffusers are imported inside
-methods only.
+RNG streams seeded from ``rng``: same seed, same weights.  The training loop, samplers,
+checkpoints and option checks are shared with the image DDPM (:mod:`scloop.models.diffusion`);
+this module holds the motion-specific parts: the network, the standardisation, the geometric losses
+and the kinematics state.  torch and diffusers are imported inside methods only.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
-import time
-from typing import TYPE_CHECKING, Any, Mapping, Self
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from scloop.core.registry import MODELS, ConfigError
 from scloop.core.types import Data, Degenerate
-from scloop.models.ddpm import ConditionalDiffusion, _choice, _int, _number, _seed
+from scloop.models.diffusion import ConditionalDiffusion, _check_process, _check_sampler, _choice, _factory, _int, _number
 from scloop.nets import DEVICES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 SAMPLERS = ("ddpm", "ddim", "dpm")
-DEFAULT_SAMPLE_STEPS = {"ddim": 50, "dpm": 20}  # ddpm: all timesteps
 LR_DECAYS = ("constant", "linear")
 FINETUNE_OPTIMIZERS = ("reset", "keep")
 STD_FLOOR = 1e-3  # per-feature std floor of the standardisation (near-constant channels)
@@ -77,11 +75,14 @@ class MDMModel(ConditionalDiffusion):
     """Class-conditional x0-prediction motion diffusion (module docstring).
 
     Learned state: ``net_``, ``opt_`` (AdamW), ``shape_`` (T, F), ``n_classes_``, ``mean_`` /
-    ``std_`` (F,), ``kin_`` (inferred kinematics, only with a geometric loss), diagnostics
-    ``n_params_``, ``train_steps_``, ``last_train_steps_``, ``first_train_loss_``,
-    ``last_train_loss_`` (mean of the last <= 50 steps), ``last_train_seconds_``, ``last_lr_``,
-    ``last_sample_seconds_``.
+    ``std_`` (F,), ``kin_`` (inferred kinematics, only with a geometric loss), plus the
+    diagnostics of :class:`ConditionalDiffusion` (``n_params_``, ``train_steps_``,
+    ``last_train_loss_``, ``last_sample_seconds_``, ...).
     """
+
+    NAME = "MDM"
+    PREDICTION = "sample"
+    SEEDS_DROPOUT = True  # the transformer's dropout masks come from a private seeded stream
 
     def __init__(
         self,
@@ -146,53 +147,26 @@ class MDMModel(ConditionalDiffusion):
         self.standardise = standardise
         self.device = device
 
-    # ------------------------------------------------------------------ pieces
+    # ------------------------------------------------------------------ model-specific parts
 
     @property
     def geometric(self) -> bool:
         return self.lambda_pos > 0 or self.lambda_vel > 0 or self.lambda_foot > 0
 
-    def _build_net(self, seed: int | None) -> "torch.nn.Module":
-        import torch
-
+    def _make_net(self) -> "torch.nn.Module":
         from scloop.nets.motion_denoiser import build_transformer
 
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
-            net = build_transformer(self.shape_[1], self.n_classes_, latent=self.latent, layers=self.layers,
-                                    heads=self.heads, ff_size=self.ff_size, dropout=self.dropout,
-                                    max_len=self.shape_[0] + 1)
-        return net.to(self._device())
+        return build_transformer(self.shape_[1], self.n_classes_, latent=self.latent, layers=self.layers,
+                                 heads=self.heads, ff_size=self.ff_size, dropout=self.dropout,
+                                 max_len=self.shape_[0] + 1)
 
     def _new_optimizer(self, lr: float) -> "torch.optim.Optimizer":
         import torch
 
         return torch.optim.AdamW(self.net_.parameters(), lr=lr, weight_decay=self.weight_decay)
 
-    def _scheduler_kwargs(self) -> dict[str, Any]:
-        return dict(num_train_timesteps=self.timesteps, beta_start=self.beta_start, beta_end=self.beta_end,
-                    beta_schedule=SCHEDULES[self.schedule], prediction_type="sample")
-
-    def _alphas_cumprod(self) -> "torch.Tensor":
-        from diffusers import DDPMScheduler
-
-        return DDPMScheduler(**self._scheduler_kwargs(), clip_sample=False).alphas_cumprod
-
-    def _sample_scheduler(self) -> Any:
-        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
-        kw = self._scheduler_kwargs()
-        if self.sampler == "ddpm":
-            return DDPMScheduler(**kw, variance_type="fixed_small", clip_sample=False)
-        if self.sampler == "ddim":
-            return DDIMScheduler(**kw, clip_sample=False, set_alpha_to_one=True)
-        return DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2)
-
-    def _n_sample_steps(self) -> int:
-        if self.sample_steps is not None:
-            return int(self.sample_steps)
-        return self.timesteps if self.sampler == "ddpm" else min(DEFAULT_SAMPLE_STEPS[self.sampler], self.timesteps)
+    def finetune_rate(self) -> float:
+        return float(self.lr if self.finetune_lr is None else self.finetune_lr)
 
     def _check_data(self, data: Data, who: str) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(data.x)
@@ -207,24 +181,56 @@ class MDMModel(ConditionalDiffusion):
             raise Degenerate(f"MDMModel.{who}: training windows contain NaN/inf")
         return x, y
 
-    def _tensors(self, x: np.ndarray, y: np.ndarray, who: str) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
-        """-> (normalised x0 (n, T, F), raw x0, labels) on the device."""
+    def _fit_state(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Generation-0 state from windows ``x`` (n, T, F): shape, classes, standardisation and,
+        with a geometric loss, the kinematics."""
+        self.shape_ = tuple(int(s) for s in x.shape[1:])
+        self.n_classes_ = int(self.n_classes) if self.n_classes is not None else int(y.max()) + 1
+        self.mean_ = x.reshape(-1, x.shape[-1]).mean(0).astype(np.float32)
+        if self.standardise == "group":
+            from scloop.motion.representation import standardisation
+            from scloop.nets.motion_denoiser import layout_from_features
+
+            self.std_ = standardisation(x, list(layout_from_features(x.shape[-1]).values()))[1]
+        else:
+            self.std_ = np.maximum(x.reshape(-1, x.shape[-1]).std(0), STD_FLOOR).astype(np.float32)
+        if self.geometric:
+            from scloop.nets.motion_denoiser import infer_kinematics
+
+            self.kin_ = infer_kinematics(x, fps=self.fps)
+
+    def _prepare(self, data: Data, who: str) -> tuple["torch.Tensor", "torch.Tensor", Any]:
+        """-> (standardised x0 (n, T, F), labels (n,), aux) on the device; ``aux`` is
+        ``(raw x0, mean, std)`` for the geometric losses, None without them."""
         import torch
 
+        x, y = self._check_data(data, who)
+        if who == "fit":
+            self._fit_state(x, y)
         if tuple(x.shape[1:]) != tuple(self.shape_):
             raise ValueError(f"MDMModel.{who}: windows of shape {tuple(x.shape[1:])}, model fitted on {self.shape_}")
         if y.min() < 0 or y.max() >= self.n_classes_:
             raise ValueError(f"MDMModel.{who}: labels must lie in 0..{self.n_classes_ - 1}, got {y.min()}..{y.max()}")
+        if who == "update" and self.geometric and not hasattr(self, "kin_"):
+            # a checkpoint fitted without geometric losses
+            from scloop.nets.motion_denoiser import infer_kinematics
+
+            self.kin_ = infer_kinematics(x, fps=self.fps)
         dev = self._device()
         raw = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=dev)
         mean, std = self._stats(dev)
-        return (raw - mean) / std, raw, torch.as_tensor(y, device=dev)
+        aux = (raw, mean, std) if self.geometric else None
+        return (raw - mean) / std, torch.as_tensor(y, device=dev), aux
 
-    def _stats(self, dev) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def _stats(self, dev: "torch.device") -> tuple["torch.Tensor", "torch.Tensor"]:
         import torch
 
         return (torch.as_tensor(self.mean_, dtype=torch.float32, device=dev),
                 torch.as_tensor(self.std_, dtype=torch.float32, device=dev))
+
+    def _extra_loss(self, pred: "torch.Tensor", idx: "torch.Tensor", aux: Any) -> "torch.Tensor":
+        raw, mean, std = aux
+        return self._geometric_loss(pred * std + mean, raw[idx])
 
     def _geometric_loss(self, pred: "torch.Tensor", raw: "torch.Tensor") -> "torch.Tensor":
         """lambda-weighted position, velocity and foot-contact losses (metres) on the
@@ -248,226 +254,35 @@ class MDMModel(ConditionalDiffusion):
             loss = loss + self.lambda_foot * ((d ** 2).sum(-1) * contact).mean()
         return loss
 
-    def _train(self, x0: "torch.Tensor", raw: "torch.Tensor", y: "torch.Tensor", *, steps: int, lr: float,
-               decay: str, seed: int) -> None:
+    def _from_network(self, x: "torch.Tensor") -> np.ndarray:
+        """Standardised samples -> the data's units, float32 (n, T, F)."""
         import torch
 
-        dev = x0.device
-        gen = torch.Generator(dev).manual_seed(seed)
-        abar = self._alphas_cumprod().to(dev, torch.float32)
-        n, bs = len(x0), min(self.batch_size, len(x0))
-        per_epoch = math.ceil(n / bs)
-        mean, std = self._stats(dev)
-        losses = torch.zeros(steps, device=dev)
-        net, opt = self.net_, self.opt_
-        net.train()
-        t_start = time.perf_counter()
-        s = 0
-        with torch.random.fork_rng(devices=[] if dev.type == "cpu" else [dev]):
-            torch.manual_seed(seed)  # dropout masks
-            while s < steps:
-                perm = torch.randperm(n, generator=gen, device=dev)
-                for b in range(per_epoch):
-                    if s >= steps:
-                        break
-                    rate = lr * (1 - s / steps) if decay == "linear" else lr
-                    for group in opt.param_groups:
-                        group["lr"] = rate
-                    idx = perm[b * bs: (b + 1) * bs]
-                    xb, yb = x0[idx], y[idx]
-                    t = torch.randint(0, self.timesteps, (len(idx),), generator=gen, device=dev)
-                    eps = torch.randn(xb.shape, generator=gen, device=dev)
-                    drop = torch.rand(len(idx), generator=gen, device=dev) < self.p_uncond
-                    yb = torch.where(drop, torch.full_like(yb, self.n_classes_), yb)
-                    a = abar[t].view(-1, 1, 1)
-                    pred = net(a.sqrt() * xb + (1 - a).sqrt() * eps, t, yb)
-                    loss = torch.mean((pred - xb) ** 2)
-                    if self.geometric:
-                        loss = loss + self._geometric_loss(pred * std + mean, raw[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    losses[s] = loss.detach()
-                    s += 1
-        net.eval()
-        hist = losses.cpu().numpy()
-        self.last_train_seconds_ = time.perf_counter() - t_start
-        self.last_train_steps_ = int(steps)
-        self.train_steps_ = int(getattr(self, "train_steps_", 0)) + int(steps)
-        self.last_lr_ = float(opt.param_groups[0]["lr"])
-        self.first_train_loss_ = float(hist[0]) if steps else math.nan
-        self.last_train_loss_ = float(hist[-min(50, steps):].mean()) if steps else math.nan
-        if not np.all(np.isfinite(hist)):
-            raise Degenerate(f"MDM training loss became non-finite at step {int(np.argmin(np.isfinite(hist)))}")
-
-    # ------------------------------------------------------------------ protocol
-
-    def fit(self, data: Data, *, rng: np.random.Generator) -> Self:
-        """Fresh network (initialised from ``rng``), standardisation from ``data``, ``steps``
-        AdamW steps (generation 0)."""
-        x, y = self._check_data(data, "fit")
-        self.shape_ = tuple(int(s) for s in x.shape[1:])
-        self.n_classes_ = int(self.n_classes) if self.n_classes is not None else int(y.max()) + 1
-        self.mean_ = x.reshape(-1, x.shape[-1]).mean(0).astype(np.float32)
-        if self.standardise == "group":
-            from scloop.motion.representation import standardisation
-            from scloop.nets.motion_denoiser import layout_from_features
-
-            self.std_ = standardisation(x, list(layout_from_features(x.shape[-1]).values()))[1]
-        else:
-            self.std_ = np.maximum(x.reshape(-1, x.shape[-1]).std(0), STD_FLOOR).astype(np.float32)
-        if self.geometric:
-            from scloop.nets.motion_denoiser import infer_kinematics
-
-            self.kin_ = infer_kinematics(x, fps=self.fps)
-        x0, raw, yt = self._tensors(x, y, "fit")
-        init_seed, train_seed = _seed(rng), _seed(rng)
-        self.train_steps_ = 0
-        self.net_ = self._build_net(init_seed)
-        self.n_params_ = int(sum(p.numel() for p in self.net_.parameters()))
-        self.opt_ = self._new_optimizer(self.lr)
-        self._train(x0, raw, yt, steps=self.steps, lr=self.lr, decay=self.lr_decay, seed=train_seed)
-        return self
-
-    def finetune_rate(self) -> float:
-        return float(self.lr if self.finetune_lr is None else self.finetune_lr)
-
-    def update(self, data: Data, *, rng: np.random.Generator) -> Self:
-        """``finetune_steps`` more steps at the constant :meth:`finetune_rate` on ``data`` (real +
-        synthetic); a fresh AdamW (``finetune_optimizer="reset"``, the paper) or the kept one."""
-        self._check_fitted("update")
-        x, y = self._check_data(data, "update")
-        x0, raw, yt = self._tensors(x, y, "update")
-        if self.geometric and not hasattr(self, "kin_"):  # a checkpoint fitted without geometric losses
-            from scloop.nets.motion_denoiser import infer_kinematics
-
-            self.kin_ = infer_kinematics(x, fps=self.fps)
-        rate = self.finetune_rate()
-        if self.finetune_optimizer == "reset":
-            self.opt_ = self._new_optimizer(rate)
-        self._train(x0, raw, yt, steps=self.finetune_steps, lr=rate, decay="constant", seed=_seed(rng))
-        return self
-
-    def sample(self, n: int, *, rng: np.random.Generator, conditions: np.ndarray | None = None) -> Data:
-        """``n`` windows (n, T, F) float32 in the data's units; ``conditions`` (n,) labels, None ->
-        ``arange(n) % n_classes`` (balanced).  Raises :class:`Degenerate` on NaN/inf."""
-        self._check_fitted("sample")
-        labels = self._sample_labels(n, conditions, self.n_classes_)
-        if n == 0:
-            return Data(np.zeros((0, *self.shape_), dtype=np.float32), labels)
-        import torch
-
-        t0 = time.perf_counter()
-        raw = self._sample_all(labels, rng)
         mean, std = self._stats(torch.device("cpu"))
-        x = (raw * std + mean).numpy().astype(np.float32)
-        self.last_sample_seconds_ = time.perf_counter() - t0
-        if not np.all(np.isfinite(x)):
-            raise Degenerate("MDM sampling produced NaN/inf")
-        return Data(x, labels)
+        return (x * std + mean).numpy().astype(np.float32)
 
-    def _predict_x0(self, x: "torch.Tensor", t: int, y: "torch.Tensor", y2: "torch.Tensor") -> "torch.Tensor":
-        import torch
-
-        b, w = len(y), float(self.guidance)
-        if w == 0:
-            return self.net_(x, torch.full((b,), t, device=x.device, dtype=torch.long), y)
-        tt = torch.full((2 * b,), t, device=x.device, dtype=torch.long)
-        c, u = self.net_(torch.cat([x, x]), tt, y2).chunk(2)
-        return (1 + w) * c - w * u
-
-    def _sample_chunk(self, y: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
-        import torch
-
-        sched = self._sample_scheduler()
-        sched.set_timesteps(self._n_sample_steps(), device=y.device)
-        x = torch.randn((len(y), *self.shape_), generator=gen, device=y.device) * float(sched.init_noise_sigma)
-        y2 = torch.cat([y, torch.full_like(y, self.n_classes_)])
-        for t in sched.timesteps:
-            x0 = self._predict_x0(x, int(t), y, y2)
-            x = sched.step(x0, t, x, generator=gen).prev_sample
-        return x
-
-    def denoising_loss(self, data: Data, *, rng: np.random.Generator, repeats: int = 1) -> float:
-        """Mean conditional x0-prediction loss (normalised units) over ``data``; no dropout, no grad."""
-        self._check_fitted("denoising_loss")
-        import torch
-
-        x, y = self._check_data(data, "denoising_loss")
-        x0, _, yt = self._tensors(x, y, "denoising_loss")
-        dev = x0.device
-        gen = torch.Generator(dev).manual_seed(_seed(rng))
-        abar = self._alphas_cumprod().to(dev, torch.float32)
-        total, count = 0.0, 0
-        self.net_.eval()
-        with torch.no_grad():
-            for _ in range(repeats):
-                for start in range(0, len(x0), self.sample_batch):
-                    xb, yb = x0[start: start + self.sample_batch], yt[start: start + self.sample_batch]
-                    t = torch.randint(0, self.timesteps, (len(xb),), generator=gen, device=dev)
-                    eps = torch.randn(xb.shape, generator=gen, device=dev)
-                    a = abar[t].view(-1, 1, 1)
-                    err = (self.net_(a.sqrt() * xb + (1 - a).sqrt() * eps, t, yb) - xb) ** 2
-                    total += float(err.mean(dim=(1, 2)).sum())
-                    count += len(xb)
-        return total / count
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Flat numeric arrays: ``net/<name>``, ``opt/<param>/{exp_avg, exp_avg_sq, step}``,
-        ``opt/lr``, ``meta/{shape, n_classes, mean, std, train_steps}`` and, with a geometric
-        loss, ``kin/{parents, offsets, feet, residual}``."""
-        self._check_fitted("state_dict")
-        state: dict[str, np.ndarray] = {
-            "meta/shape": np.asarray(self.shape_, dtype=np.int64),
+    def _meta_state(self) -> dict[str, np.ndarray]:
+        """``meta/{n_classes, mean, std}`` and, with a geometric loss, ``kin/{parents, offsets,
+        feet, residual}``."""
+        state = {
             "meta/n_classes": np.asarray(self.n_classes_, dtype=np.int64),
             "meta/mean": np.asarray(self.mean_, dtype=np.float32).copy(),
             "meta/std": np.asarray(self.std_, dtype=np.float32).copy(),
-            "meta/train_steps": np.asarray(getattr(self, "train_steps_", 0), dtype=np.int64),
-            "opt/lr": np.asarray(self.opt_.param_groups[0]["lr"], dtype=np.float64),
         }
         if hasattr(self, "kin_"):
             state.update({"kin/parents": self.kin_.parents.copy(), "kin/offsets": self.kin_.offsets.copy(),
                           "kin/feet": self.kin_.feet.copy(), "kin/residual": np.asarray(self.kin_.residual)})
-        for name, tensor in self.net_.state_dict().items():
-            state[f"net/{name}"] = tensor.detach().cpu().numpy().copy()
-        for name, p in self.net_.named_parameters():
-            for key, value in self.opt_.state.get(p, {}).items():
-                state[f"opt/{name}/{key}"] = np.asarray(value.detach().cpu().numpy()).copy()
         return state
 
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Self:
-        """Restore weights, standardisation and AdamW state written by :meth:`state_dict`."""
-        import torch
-
+    def _load_meta(self, state: Mapping[str, np.ndarray]) -> None:
         from scloop.nets.motion_denoiser import Kinematics
 
-        self.shape_ = tuple(int(s) for s in np.asarray(state["meta/shape"]))
         self.n_classes_ = int(np.asarray(state["meta/n_classes"]))
         self.mean_ = np.array(state["meta/mean"], dtype=np.float32)
         self.std_ = np.array(state["meta/std"], dtype=np.float32)
-        self.train_steps_ = int(np.asarray(state["meta/train_steps"]))
         if "kin/parents" in state:
             self.kin_ = Kinematics(np.array(state["kin/parents"]), np.array(state["kin/offsets"]),
                                    np.array(state["kin/feet"]), float(np.asarray(state["kin/residual"])))
-        self.net_ = self._build_net(seed=None)
-        dev = self._device()
-        weights = {k[4:]: torch.as_tensor(np.asarray(v)) for k, v in state.items() if k.startswith("net/")}
-        self.net_.load_state_dict(weights, strict=True)
-        self.n_params_ = int(sum(p.numel() for p in self.net_.parameters()))
-        self.opt_ = self._new_optimizer(float(np.asarray(state["opt/lr"])))
-        for name, p in self.net_.named_parameters():
-            slot = {}
-            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-                if f"opt/{name}/{key}" in state:
-                    slot[key] = torch.as_tensor(np.array(state[f"opt/{name}/{key}"]), device=dev)
-            if f"opt/{name}/step" in state:
-                slot["step"] = torch.as_tensor(np.array(state[f"opt/{name}/step"]))
-            if slot:
-                self.opt_.state[p] = slot
-        self.net_.eval()
-        return self
 
 
 # ---------------------------------------------------------------------- factory
@@ -483,15 +298,7 @@ def _validated(o: dict[str, Any]) -> dict[str, Any]:
             and o["latent"] % o["heads"]:
         raise ConfigError(f"model.heads: got {o['heads']!r}; allowed: a divisor of latent ({o['latent']})")
     _number("dropout", o["dropout"], high=0.99)
-    _int("timesteps", o["timesteps"], 2)
-    _choice("schedule", o["schedule"], tuple(SCHEDULES))
-    _number("beta_start", o["beta_start"], strict=True, high=1.0)
-    _number("beta_end", o["beta_end"], strict=True, high=1.0)
-    if o["schedule"] == "linear" and o["beta_end"] < o["beta_start"]:
-        raise ConfigError(f"model.beta_end: got {o['beta_end']!r} < beta_start {o['beta_start']!r}; "
-                          "allowed: >= beta_start")
-    _number("p_uncond", o["p_uncond"], high=1.0)
-    _number("guidance", o["guidance"])
+    _check_process(o)
     for k in ("lambda_pos", "lambda_vel", "lambda_foot"):
         _number(k, o[k])
     _int("steps", o["steps"], 0)
@@ -502,10 +309,7 @@ def _validated(o: dict[str, Any]) -> dict[str, Any]:
     if o["finetune_lr"] is not None:
         _number("finetune_lr", o["finetune_lr"])
     _choice("finetune_optimizer", o["finetune_optimizer"], FINETUNE_OPTIMIZERS)
-    _choice("sampler", o["sampler"], SAMPLERS)
-    _int("sample_steps", o["sample_steps"], 1, optional=True)
-    if o["sample_steps"] is not None and o["sample_steps"] > o["timesteps"]:
-        raise ConfigError(f"model.sample_steps: got {o['sample_steps']!r}; allowed: <= timesteps ({o['timesteps']})")
+    _check_sampler(o, SAMPLERS)
     _choice("device", o["device"], DEVICES)
     _choice("standardise", o["standardise"], STANDARDISE)
     o = dict(o)
@@ -523,7 +327,7 @@ def _validated(o: dict[str, Any]) -> dict[str, Any]:
 
 @MODELS.register("mdm", domain="motion")
 def make_mdm(**options: Any) -> MDMModel:
-    """MDM-style motion diffusion (PAPER_NOTES §3.3).
+    """MDM-style motion diffusion (docs/paper.md §3.3).
 
     Network: ``latent``, ``layers``, ``heads``, ``ff_size``, ``dropout`` (paper: 512, 8, 4, 1024,
     0.1).  Diffusion: ``timesteps``, ``schedule`` cosine | linear (``beta_start`` -> ``beta_end``),
@@ -536,8 +340,7 @@ def make_mdm(**options: Any) -> MDMModel:
     ``sample_batch``.  ``device`` auto | cpu | cuda.  ``standardise`` group | feature (module
     docstring).
     """
-    defaults = {k: p.default for k, p in inspect.signature(MDMModel).parameters.items()}
-    return MDMModel(**_validated({**defaults, **options}))
+    return _factory(MDMModel, _validated, options)
 
 
 make_mdm.cache_version = CACHE_VERSION  # type: ignore[attr-defined]

@@ -1,5 +1,5 @@
 """Human motion: skeletons, clips, forward kinematics, readers (BVH, DeepMimic JSON, HumanML3D),
-the canonical representation, physics metrics and corrections (PAPER_NOTES §3.3).
+the canonical representation, physics metrics and corrections (docs/paper.md §3.3).
 
 World frame everywhere: Z up, metres, right-handed.  Readers convert (BVH files are usually Y up
 and in centimetres).

@@ -8,9 +8,16 @@ takes centimetres when the skeleton's total bone length exceeds 20 units (a huma
 bones in cm, ~0.1-10 in m or inches) -- pass a number to override.  Axes: ``up`` is the file's
 up axis ("y" for almost all BVH); output is Z up.
 
-Malformed files raise :class:`BVHError` naming the file and line: bad hierarchy (unbalanced
-braces, a JOINT outside a ROOT, missing OFFSET/CHANNELS), unknown channel names, a channel count
-that does not match the frame rows, a truncated MOTION block, non-finite values.
+Text encoding: files are decoded as UTF-8 (ASCII, what exporters write, is a subset; a UTF-8
+byte-order mark is accepted).  Other encodings (Latin-1, Shift-JIS joint names) are not guessed:
+a byte that is not UTF-8 raises :class:`BVHError` with its offset -- re-encode the file.
+
+Malformed files raise :class:`BVHError` (a ``ValueError``) naming the file and, where there is
+one, the line: bad hierarchy (unbalanced braces, a JOINT outside a ROOT, a second ROOT, missing
+OFFSET/CHANNELS, non-numeric or non-finite OFFSET values, repeated channels), unknown channel
+names, ``Frames`` that is not an integer >= 1, ``Frame Time`` that is not a positive finite
+number of seconds, a frame row whose value count differs from the HIERARCHY's channel count, a
+non-numeric or non-finite value in a frame, a truncated MOTION block or extra rows.
 """
 
 from __future__ import annotations
@@ -35,9 +42,15 @@ def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", la
     """Read a BVH file into a :class:`Clip` (Z up, metres)."""
     path = Path(path)
     try:
-        text = path.read_text(errors="strict")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise BVHError(f"{path}: cannot read ({exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise BVHError(f"{path}:{line}: byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8 text; "
+                       "BVH files are read as UTF-8 (or ASCII): re-encode the file") from None
     lines = text.splitlines()
     names: list[str] = []
     parents: list[int] = []
@@ -109,9 +122,12 @@ def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", la
             if not stack or len(tok) != 4:
                 raise err("OFFSET needs 3 numbers inside a joint", i - 1)
             try:
-                offsets[stack[-1]] = [float(v) for v in tok[1:]]
+                off = [float(v) for v in tok[1:]]
             except ValueError:
                 raise err(f"OFFSET values not numbers: {tok[1:]}", i - 1) from None
+            if not np.isfinite(off).all():
+                raise err(f"OFFSET values not finite: {tok[1:]}", i - 1)
+            offsets[stack[-1]] = off
         elif key == "CHANNELS":
             if not stack or in_end:
                 raise err("CHANNELS outside a joint", i - 1)
@@ -125,6 +141,8 @@ def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", la
             bad = [c for c in ch if c not in _POS and c not in _ROT]
             if bad:
                 raise err(f"unknown channel(s) {bad}; allowed: {sorted(_POS) + sorted(_ROT)}", i - 1)
+            if len(set(ch)) != len(ch):
+                raise err(f"repeated channel in {ch}; each channel may appear once per joint", i - 1)
             channels[stack[-1]] = ch
         else:
             raise err(f"unexpected token {key!r} in HIERARCHY", i - 1)
@@ -138,41 +156,60 @@ def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", la
         if len(offsets[j]) != 3:
             raise BVHError(f"{path}: joint {n!r} has no OFFSET")
     # ---- MOTION
-    def header(prefix: str) -> str:
+    def header(prefix: str) -> tuple[str, int]:
+        """The value after ``prefix:`` on the next non-blank line, and that line's index."""
         nonlocal i
         while i < len(lines) and not lines[i].strip():
             i += 1
-        if i >= len(lines) or not lines[i].strip().startswith(prefix):
-            raise err(f"expected '{prefix}' (MOTION block truncated?)")
-        value = lines[i].split(":", 1)[1].strip()
+        line = lines[i].strip() if i < len(lines) else ""
+        if not line.startswith(prefix) or ":" not in line:
+            raise err(f"expected '{prefix}: <value>' (MOTION block truncated?)")
         i += 1
-        return value
+        return line.split(":", 1)[1].strip(), i - 1
 
+    value, at = header("Frames")
     try:
-        n_frames = int(header("Frames"))
-        frame_time = float(header("Frame Time"))
+        n_frames = int(value)
     except ValueError:
-        raise err("bad Frames / Frame Time value") from None
-    if n_frames < 1 or not np.isfinite(frame_time) or frame_time <= 0:
-        raise err(f"Frames {n_frames} / Frame Time {frame_time}: need >= 1 frame and a positive frame time")
+        raise err(f"Frames: {value!r} is not an integer; allowed: an integer >= 1", at) from None
+    if n_frames < 1:
+        raise err(f"Frames: {n_frames}; allowed: an integer >= 1 (a clip needs at least one frame)", at)
+    value, at = header("Frame Time")
+    try:
+        frame_time = float(value)
+    except ValueError:
+        frame_time = float("nan")
+    if not np.isfinite(frame_time) or frame_time <= 0:
+        raise err(f"Frame Time: {value!r}; allowed: a positive finite number of seconds", at)
     n_ch = sum(len(c) for c in channels)
-    rows = [ln for ln in lines[i:] if ln.strip()]
+    rows = [(k, ln) for k, ln in enumerate(lines[i:], start=i) if ln.strip()]
     if len(rows) < n_frames:
         raise BVHError(f"{path}: MOTION block truncated: header says {n_frames} frames, found {len(rows)}")
     if len(rows) > n_frames:
         raise BVHError(f"{path}: MOTION block has {len(rows)} rows but the header says Frames: {n_frames}")
-    try:
-        data = np.array([np.array(r.split(), dtype=float) for r in rows[:n_frames]], dtype=object)
-    except ValueError:
-        raise BVHError(f"{path}: non-numeric value in the MOTION block") from None
-    lens = {len(r) for r in data}
-    if lens != {n_ch}:
-        bad = next(k for k, r in enumerate(data) if len(r) != n_ch)
-        raise BVHError(f"{path}: frame {bad} has {len(data[bad])} values, the HIERARCHY declares {n_ch} channels")
-    values = np.stack(list(data)).astype(float)
-    if not np.isfinite(values).all():
-        raise BVHError(f"{path}: NaN or infinite values in the MOTION block")
+    values = np.empty((n_frames, n_ch))
+    for f, (k, ln) in enumerate(rows):
+        tok = ln.split()
+        if len(tok) != n_ch:
+            raise err(f"frame {f} has {len(tok)} values, the HIERARCHY declares {n_ch} channels", k)
+        try:
+            values[f] = [float(t) for t in tok]
+        except ValueError:
+            bad = next(t for t in tok if not _is_number(t))
+            raise err(f"frame {f}: non-numeric value {bad!r} in the MOTION block", k) from None
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        f = int(np.argmin(finite))
+        raise err(f"frame {f}: NaN or infinite values in the MOTION block", rows[f][0])
     return _to_clip(path, names, parents, np.array(offsets), channels, values, 1.0 / frame_time, scale, up, labels)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def _to_clip(path, names, parents, offsets, channels, values, fps, scale, up, labels) -> Clip:

@@ -1,4 +1,4 @@
-"""Controlled corruptions of a clean clip, one per physical violation (issue 4 acceptance):
+"""Controlled corruptions of a clean clip, one per physical violation (the check of docs/motion.md):
 
 - ``floating``: root raised by 10 cm for the whole clip;
 - ``penetration``: root lowered by 8 cm;

@@ -1,4 +1,4 @@
-"""The canonical motion representation: a HumanML3D-like feature vector per frame (PAPER_NOTES §3.3).
+"""The canonical motion representation: a HumanML3D-like feature vector per frame (docs/paper.md §3.3).
 
 For a skeleton with ``J`` joints (after :func:`canonical_skeleton`) and ``n_feet`` foot joints
 (:meth:`Skeleton.foot_joints`), frame ``t`` of a clip sampled at ``fps`` is ``F = 4 + 9 J + n_feet``

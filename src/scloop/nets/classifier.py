@@ -2,7 +2,7 @@
 the ``verifier`` correction.
 
 The paper's MNIST metric is FID in the 84-d sigmoid ``fc2`` layer of a LeNet-5 trained on
-MNIST (PAPER_NOTES §3.2).  :class:`LeNet` keeps that head for every input size
+MNIST (docs/paper.md §3.2).  :class:`LeNet` keeps that head for every input size
 
     conv block -> fc1 (120, ReLU) -> fc2 (84, sigmoid) = features -> fc3 (n_classes) = logits
 
@@ -12,7 +12,7 @@ and picks the conv block from the image size:
   original's 32x32 padding of the input) -> max-pool 2 -> conv 5x5 (16) -> max-pool 2
   (28x28 -> 16 x 5 x 5);
 * smaller images (8x8 sklearn digits): conv 3x3 (32, padding 1) -> conv 3x3 (64, padding 1)
-  -> max-pool 2 (8x8 -> 64 x 4 x 4), as the CPU probe's feature net (98.8% held-out).
+  -> max-pool 2 (8x8 -> 64 x 4 x 4), as the CPU probe's feature net.
 
 Hidden activations are ReLU (faster to train than LeNet's sigmoids/tanh); the feature layer
 keeps LeNet's sigmoid, so features lie in (0, 1) and FID values are small numbers.  Inputs are
@@ -27,9 +27,9 @@ digest avoids reloading.  On the CPU, training and features are bitwise reproduc
 fixed torch thread count (more threads reorder float reductions); on CUDA up to cuDNN's
 nondeterminism.
 
-Defaults (20 epochs, batch 64, Adam lr 1e-3), measured on one CPU thread: 8x8 digits, 1,200
-training images: ~3 s, 99.3% held-out accuracy (597 images); MNIST 28x28, 8,000 images:
-~15 s, 98.3% held-out (2,000 images).
+Defaults: 20 epochs, batch 64, Adam lr 1e-3.  Training time and held-out accuracy on 8x8
+digits and on MNIST are measured in docs/images.md ("Metrics"), with the command that
+regenerates them.
 """
 
 from __future__ import annotations

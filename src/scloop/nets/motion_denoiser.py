@@ -1,6 +1,6 @@
 """The MDM-style transformer denoiser and the torch kinematics of its geometric losses.
 
-Network (Tevet et al. 2023, "Human Motion Diffusion Model", the ``trans_enc`` variant; PAPER_NOTES
+Network (Tevet et al. 2023, "Human Motion Diffusion Model", the ``trans_enc`` variant; docs/paper.md
 §3.3): every frame of a (normalised) window ``(B, T, F)`` is projected to ``latent`` dims; one
 extra token in front carries ``MLP(sinusoid(t)) + Embedding(c)`` (diffusion step and condition;
 the condition ``n_classes`` is the null condition of classifier-free guidance); sinusoidal

@@ -1,6 +1,6 @@
 """A motion encoder trained by scloop on real motion windows: the feature space of the motion
 distribution metrics (FID, diversity, multimodality, recognition accuracy), as the paper's
-evaluator is a pretrained action-recognition network (PAPER_NOTES §3.3) that is not open.
+evaluator is a pretrained action-recognition network (docs/paper.md §3.3) that is not open.
 
 Network: the features are standardised with the training windows' per-dimension mean and a
 *per-group* std (:func:`scloop.motion.representation.standardisation`), then Conv1d(F, 128, 5) -

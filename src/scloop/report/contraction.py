@@ -5,7 +5,7 @@ mean of the last three generations; the per-generation ratios e_g / e_{g-1} are 
 generations where e_g is still at least ``min_signal`` times the floor (there the norm of
 signal plus noise is the signal's norm to within ~(f/e)^2), and their geometric mean is the
 measured contraction.  It is compared
-with lambda / ((1 + lambda)(1 + gamma)) (PAPER_NOTES §2.2, exact for the Gaussian MLE refit
+with lambda / ((1 + lambda)(1 + gamma)) (docs/paper.md, exact for the Gaussian MLE refit
 under the ``augment`` policy with the idealized mixture correction).
 """
 

@@ -16,7 +16,14 @@ several rows share ``(correction, lambda, arm, gamma, seed, generation)`` they a
 per seed first and a :class:`UserWarning` is issued -- filter the frame beforehand to avoid
 mixing conditions.
 
-matplotlib and scipy are imported lazily inside the functions (Agg backend).
+The plotting functions draw into the matplotlib ``Axes`` given as ``ax=`` or into a new
+:class:`matplotlib.figure.Figure` (not a pyplot figure: nothing is registered with pyplot, the
+backend and the global ``rcParams`` are left alone -- the paper style is applied inside a
+:func:`matplotlib.rc_context`), and return the ``Figure``.  In a notebook the returned figure
+displays itself; :func:`scloop.report.plots.save_figure` writes it as PNG and SVG.  Axis labels
+come from the metric plugin's ``label`` and ``unit`` (:func:`scloop.report.metric_facts`).
+
+matplotlib and scipy are imported lazily inside the functions.
 """
 
 from __future__ import annotations
@@ -24,35 +31,28 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "METRIC_LABELS",
+    "axis_label",
     "ci95",
     "final_table",
     "metric_vs_generation",
     "theory_overlay",
 ]
 
-#: Axis labels for known metric names; unknown metrics are labelled by their name.
-METRIC_LABELS: dict[str, str] = {
-    "w2-gaussian": "W₂ to target",
-    "mean_error": "‖μ̂ − μ*‖",
-    "cov_error": "‖Σ̂ − Σ*‖_F",
-    "sample_seconds": "Sampling time per generation (s)",
-    "motion_fid": "Motion FID (encoder embedding)",
-    "motion_recognition": "Action recognition accuracy",
-    "motion_diversity": "Diversity (relative to real)",
-    "motion_multimodality": "Multimodality (relative to real)",
-    "motion_penetration": "Foot penetration (m)",
-    "motion_floating": "Foot floating (m)",
-    "motion_skating": "Foot skating (m/s)",
-    "motion_jerk": "Jerk (m/s³)",
-}
+
+def axis_label(metric: str) -> str:
+    """The y-axis label of ``metric``: its plugin's ``label (unit)``, else the name itself."""
+    try:
+        from scloop.report import metric_facts
+
+        return metric_facts(metric).axis_label() or str(metric)
+    except Exception:  # noqa: BLE001 - a label is never worth an exception
+        return str(metric)
 
 _PANEL_KEYS = ["correction", "lambda"]
 _CURVE_KEYS = ["arm", "gamma"]
@@ -287,23 +287,40 @@ def _linewidth(max_gen: int) -> float:
     return 0.8
 
 
-def _grid(n_panels: int, panel_w: float = 4.0, panel_h: float = 3.0):
-    import matplotlib
+def _root_figure(ax):
+    """The top-level Figure an Axes belongs to (through any SubFigure)."""
+    try:
+        return ax.get_figure(root=True)
+    except TypeError:  # matplotlib < 3.10 has no ``root``
+        fig = ax.figure
+        while getattr(fig, "figure", fig) is not fig and fig is not None:
+            fig = fig.figure
+        return fig
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _given_axes(ax, n_panels: int) -> list:
+    """The user's Axes, one per panel: a single Axes (one panel) or a sequence of them."""
+    from matplotlib.axes import Axes
+
+    axes = [ax] if isinstance(ax, Axes) else list(np.ravel(np.asarray(ax, dtype=object)))
+    if not all(isinstance(a, Axes) for a in axes):
+        raise TypeError(f"ax: got {type(ax).__name__}; allowed: a matplotlib Axes or a sequence of Axes")
+    if len(axes) != n_panels:
+        raise ValueError(
+            f"ax: {len(axes)} Axes given for {n_panels} panel(s) (one per (correction, lambda)); pass "
+            f"{n_panels} Axes or filter the frame to one correction and lambda"
+        )
+    return axes
+
+
+def _grid(n_panels: int, panel_w: float = 4.0, panel_h: float = 3.0):
+    """A new (not pyplot-managed) Figure with ``n_panels`` shared-axis panels."""
+    from matplotlib.figure import Figure
 
     ncols = 1 if n_panels == 1 else (2 if n_panels in (2, 4) else 3)
     nrows = math.ceil(n_panels / ncols)
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(panel_w * ncols, panel_h * nrows + 0.3),
-        sharex=True,
-        sharey=True,
-        squeeze=False,
-        layout="constrained",
-    )
+    fig = Figure(figsize=(panel_w * ncols, panel_h * nrows + 0.3), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[n_panels:]:
         ax.remove()
@@ -326,23 +343,6 @@ def _gen_locator():
     return MaxNLocator(nbins=6, integer=True, steps=[1, 2, 2.5, 5, 10])
 
 
-def _save(fig, out_stem: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    out_stem = Path(out_stem)
-    if out_stem.suffix.lower() in ("", ".png", ".svg"):
-        png, svg = out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")
-    else:  # e.g. "w2_lambda0.5": keep the dot as part of the name
-        png, svg = (out_stem.with_name(out_stem.name + s) for s in (".png", ".svg"))
-    png.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(png, dpi=150, bbox_inches="tight", pad_inches=0.05)
-        fig.savefig(svg, bbox_inches="tight", pad_inches=0.05, metadata={"Date": None})
-    finally:
-        plt.close(fig)
-    return [png, svg]
-
-
 def _draw_curve(ax, s: pd.DataFrame, style: dict, lw: float, band: str | None = "ci"):
     x = s["generation"].to_numpy()
     y = s["mean"].to_numpy(dtype=float)
@@ -361,13 +361,17 @@ def _draw_curve(ax, s: pd.DataFrame, style: dict, lw: float, band: str | None = 
     return line
 
 
-def _add_legend(fig, entries: list[tuple[tuple, str, Any]], title: str | None = None) -> None:
+def _add_legend(fig, entries: list[tuple[tuple, str, Any]], title: str | None = None, ax=None) -> None:
     seen: dict[str, tuple[tuple, Any]] = {}
     for key, label, handle in entries:
         if label not in seen:
             seen[label] = (key, handle)
     ordered = sorted(seen.items(), key=lambda kv: kv[1][0])
     if not ordered:
+        return
+    if ax is not None:  # the caller's Axes: a figure-level legend could cover their other panels
+        ax.legend([h for _, (_, h) in ordered], [lab for lab, _ in ordered], title=title, fontsize="small",
+                  title_fontsize="small")
         return
     # Anchored just outside the right edge of the figure (kept by bbox_inches="tight"), so
     # it never covers data nor collides with the suptitle, however many entries it has.
@@ -392,27 +396,63 @@ def _panel_title(panel: tuple, show_correction: bool) -> str:
 # --------------------------------------------------------------------------- public API
 
 
+def _canvas(n_panels: int, ax):
+    """(figure, one Axes per panel, columns, whether the figure is ours).  A given ``ax`` is
+    drawn into as it is; a new Figure gets the shared-axis panel grid."""
+    if ax is None:
+        fig, axes, ncols = _grid(n_panels)
+        return fig, axes, ncols, True
+    axes = _given_axes(ax, n_panels)
+    for a in axes:
+        a.set_xlabel("Generation")
+    return _root_figure(axes[0]), axes, 1, False
+
+
+def _finish(fig, axes, own: bool, entries, legend_title: str, title: str | None) -> None:
+    """Legend (outside the right edge of our figure; inside the caller's last Axes) and title
+    (suptitle of our figure; the title of a single given Axes)."""
+    _add_legend(fig, entries, title=legend_title, ax=None if own else axes[-1])
+    if not title:
+        return
+    if own or len(axes) > 1:
+        fig.suptitle(title)
+    else:
+        axes[0].set_title(title)
+
+
 def metric_vs_generation(
     df: pd.DataFrame,
     metric: str,
-    out_stem: Path,
     *,
+    ax=None,
     title: str | None = None,
     logy: bool = False,
-) -> list[Path]:
+):
     """Plot ``metric`` vs generation; one panel per (correction, lambda), one line per curve.
 
     Each line is the seed mean of one ``(arm, gamma)`` with a t-based 95% band of the mean
     when at least 3 seeds are present, else the range over the seeds (no band where only one
     seed is finite); the legend says which.  Correction arms are coloured red (smallest
     gamma) to purple (largest gamma, ``inf`` shown as "∞"); the baseline arm is black dashed
-    and the no-correction arm grey.  Saves ``<out_stem>.png`` (dpi 150) and
-    ``<out_stem>.svg`` and returns both paths.
+    and the no-correction arm grey.  The y label is the metric plugin's ``label (unit)``.
+
+    Parameters
+    ----------
+    df : tidy frame (module docstring) holding rows of ``metric``.
+    metric : the metric to draw (ValueError when it has no rows).
+    ax : ``None`` (a new :class:`~matplotlib.figure.Figure`, panels in a grid, legend outside
+        the right edge), one matplotlib ``Axes`` (the frame must hold one panel) or a sequence
+        of one ``Axes`` per panel (in the order (correction, lambda) sorted); drawn into as
+        they are, legend in the last one.
+    title : figure title (the title of a single given ``Axes``).
+    logy : log-scale y axis.
+
+    Returns
+    -------
+    The :class:`~matplotlib.figure.Figure` drawn into (the root figure of ``ax`` when given).
+    Nothing is written: :func:`scloop.report.plots.save_figure` writes PNG and SVG.
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     per_seed = _per_seed(df, metric)
     summ = _summarize(per_seed, _GROUP_KEYS + ["generation"])
@@ -424,11 +464,13 @@ def metric_vs_generation(
     show_corr = len({p[0] for p in panels}) > 1 or any(
         str(p[0]) not in ("none", "nan") for p in panels
     )
+    ylabel = axis_label(metric)
 
-    with plt.rc_context(_RC):
-        fig, axes, ncols = _grid(len(panels))
+    # rc_context: the paper style for what is created here, restored afterwards
+    with matplotlib.rc_context(_RC):
+        fig, axes, ncols, own = _canvas(len(panels), ax)
         entries: list[tuple[tuple, str, Any]] = []
-        for i, (ax, panel) in enumerate(zip(axes, panels)):
+        for i, (a, panel) in enumerate(zip(axes, panels)):
             curves = members[panel]
             for c, lam, arm, gamma in curves:
                 sel = frames.get(_norm_key((c, lam, arm, gamma)))
@@ -439,41 +481,41 @@ def metric_vs_generation(
                     continue
                 multi = sum(1 for t in curves if t[2] == arm) > 1
                 style = _curve_style(arm, gamma, colors, multi)
-                line = _draw_curve(ax, sel, style, lw, band)
+                line = _draw_curve(a, sel, style, lw, band)
                 entries.append((_curve_key(arm, gamma), style["label"], line))
             if len(panels) > 1 or show_corr:
-                ax.set_title(_panel_title(panel, show_corr))
+                a.set_title(_panel_title(panel, show_corr))
             if i % ncols == 0:
-                ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-            ax.xaxis.set_major_locator(_gen_locator())
-            ax.margins(x=0.01)
+                a.set_ylabel(ylabel)
+            a.xaxis.set_major_locator(_gen_locator())
+            a.margins(x=0.01)
             if logy:
-                ax.set_yscale("log")
-        _add_legend(fig, entries, title=f"Correction strength\n({_band_label(band, summ)})")
-        if title:
-            fig.suptitle(title)
-        return _save(fig, out_stem)
+                a.set_yscale("log")
+        _finish(fig, axes, own, entries, f"Correction strength\n({_band_label(band, summ)})", title)
+    return fig
 
 
 def theory_overlay(
     df: pd.DataFrame,
-    out_stem: Path,
     *,
     predicted: Callable[[float, float, float, int], np.ndarray],
-) -> list[Path]:
+    ax=None,
+    title: str | None = "Mean error vs theory λ/((1+λ)(1+γ))",
+):
     """Measured ``mean_error`` vs the theory prediction, log-scale y.
 
     One panel per lambda (per (correction, lambda) if several corrections are present); per
     gamma the seed mean (solid, with 95% band) and ``predicted(lam, gamma, e0, G)`` (dashed,
     same colour), where ``e0`` is the curve's seed-mean ``mean_error`` at generation 0 and
     ``G`` its last generation; ``predicted`` must return ``G + 1`` values for generations
-    ``0..G``.  The baseline arm has no theory curve and is not drawn; a no-correction arm
-    is drawn in grey with the prediction for its gamma (0 if unset).
+    ``0..G`` (e.g. ``e0 (λ/((1+λ)(1+γ)))^g``, the Gaussian mean contraction of
+    ``docs/paper.md``).  The baseline arm has no theory curve and is not drawn; a
+    no-correction arm is drawn in grey with the prediction for its gamma (0 if unset).
+
+    ``ax`` and the returned :class:`~matplotlib.figure.Figure` as in
+    :func:`metric_vs_generation`; nothing is written.
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     per_seed = _per_seed(df, "mean_error")
@@ -487,12 +529,13 @@ def theory_overlay(
     band = _band_kind(summ)
     lw = _linewidth(int(per_seed["generation"].max()))
     show_corr = len({p[0] for p in panels}) > 1
+    ylabel = axis_label("mean_error")
 
-    with plt.rc_context(_RC):
-        fig, axes, ncols = _grid(len(panels))
+    with matplotlib.rc_context(_RC):
+        fig, axes, ncols, own = _canvas(len(panels), ax)
         entries: list[tuple[tuple, str, Any]] = []
         measured_min, theory_min = math.inf, math.inf  # over all (y-shared) panels
-        for i, (ax, panel) in enumerate(zip(axes, panels)):
+        for i, (a, panel) in enumerate(zip(axes, panels)):
             for c, lam, arm, gamma in members[panel]:
                 sel = frames.get(_norm_key((c, lam, arm, gamma)))
                 if sel is None or sel.empty:
@@ -505,7 +548,7 @@ def theory_overlay(
                     pos = pos[pos > 0]
                     if pos.size:
                         measured_min = min(measured_min, float(pos.min()))
-                    line = _draw_curve(ax, finite, style, lw, band)
+                    line = _draw_curve(a, finite, style, lw, band)
                     entries.append((_curve_key(arm, gamma), style["label"], line))
                 g0 = sel.loc[sel["generation"] == 0, "mean"]
                 e0 = float(g0.iloc[0]) if len(g0) else math.nan
@@ -521,26 +564,26 @@ def theory_overlay(
                     pred = np.where(pred > 0, pred, np.nan)
                 if np.isfinite(pred).any():
                     theory_min = min(theory_min, float(np.nanmin(pred)))
-                ax.plot(np.arange(n_gen + 1), pred, color=style["color"], linestyle="--",
-                        linewidth=lw, alpha=0.95)
-            ax.set_yscale("log")
-            ax.set_title(_panel_title(panel, show_corr))
+                a.plot(np.arange(n_gen + 1), pred, color=style["color"], linestyle="--",
+                       linewidth=lw, alpha=0.95)
+            a.set_yscale("log")
+            a.set_title(_panel_title(panel, show_corr))
             if i % ncols == 0:
-                ax.set_ylabel(METRIC_LABELS["mean_error"])
-            ax.xaxis.set_major_locator(_gen_locator())
-            ax.margins(x=0.01)
+                a.set_ylabel(ylabel)
+            a.xaxis.set_major_locator(_gen_locator())
+            a.margins(x=0.01)
         # Keep the measured curves readable: a theory line that decays far below the data
         # (e.g. towards 0 for large gamma) is cut three decades under the lowest seed mean.
         if math.isfinite(measured_min) and theory_min < measured_min * 1e-3:
-            axes[0].set_ylim(bottom=measured_min * 1e-3)
+            for a in (axes if not own else axes[:1]):  # our panels share y; the caller's may not
+                a.set_ylim(bottom=measured_min * 1e-3)
         style_handles = [
             ((9, "", 0.0), "measured (seed mean; " + _band_label(band, summ) + ")",
              Line2D([], [], color="black", linestyle="-", linewidth=1.4)),
             ((9, "", 1.0), "theory", Line2D([], [], color="black", linestyle="--", linewidth=1.4)),
         ]
-        _add_legend(fig, entries + style_handles, title="Correction strength")
-        fig.suptitle("Mean error vs theory λ/((1+λ)(1+γ))")
-        return _save(fig, out_stem)
+        _finish(fig, axes, own, entries + style_handles, "Correction strength", title)
+    return fig
 
 
 def final_table(df: pd.DataFrame, metric: str, generation: int | None = None) -> pd.DataFrame:

@@ -10,12 +10,18 @@ Sections (each only when the data has it):
 3. (lambda, gamma) phase diagrams of the final-generation seed mean and of the first generation at
    which the seed mean crosses a collapse threshold (default: twice -- or, for metrics where
    higher is better, half -- the cell's generation-0 value), with the cells where Theorem 4.3's
-   factor rho(lambda)/(1+gamma) < 1 outlined for Gaussian tasks;
+   factor rho(lambda)/(1+gamma) < 1 outlined for Gaussian tasks (``docs/paper.md``);
 4. verdict tables: each corrector against no-correction at the last generation (paired by seed),
    also written as ``report/verdicts.md`` and ``report/verdicts.csv``;
 5. image grids and motion animations kept by the runs;
 6. compute per stage (sample / correct / train / eval seconds per generation);
-7. the resolved config of every run (and the sweep file).
+7. provenance (``provenance.json`` of the sweep and of each run: versions, commit, device, times),
+   when the directories hold it;
+8. the resolved config of every run (and the sweep file).
+
+Which way a metric is good comes from its plugin (``register_metric(..., higher_is_better=...)``);
+the plugins listed in the runs' configs are loaded first.  A metric of unknown orientation gets
+no verdict and no collapse threshold, and the report says so next to it.
 
 Everything is written inside the directory; the page uses no script or style from the network
 and opens from disk.  A few lines of inline script count images that fail to load and show a
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 import shutil
 from dataclasses import dataclass
@@ -41,15 +48,15 @@ STAGES = ("sample_seconds", "correct_seconds", "train_seconds", "eval_seconds")
 MAX_FACETS = 16
 
 
-def higher_is_better(metric: str) -> bool:
-    """Orientation of a metric (:func:`scloop.report.verdicts.is_higher_better`); a metric it
-    does not know is drawn as lower-is-better (distances, violations)."""
-    from scloop.report.verdicts import is_higher_better
+_log = logging.getLogger("scloop")
 
-    try:
-        return is_higher_better(metric)
-    except ValueError:
-        return False
+
+def orientation(metric: str) -> bool | None:
+    """Whether higher is better for ``metric``, as its plugin declared it
+    (:func:`scloop.report.metric_facts`); None: unknown -- no verdict, no collapse threshold."""
+    from scloop.report import metric_facts
+
+    return metric_facts(metric).higher_is_better
 
 
 @dataclass
@@ -157,10 +164,15 @@ def first_crossing(gens: np.ndarray, means: np.ndarray, threshold: float, higher
     return float(gens[idx[0]]) if idx.size else math.nan
 
 
-def phase_tables(df, metric: str, threshold: float | None = None):
+def phase_tables(df, metric: str, threshold: float | None = None, *, higher_is_better: bool | None = None):
     """Per correction: (lambdas, gammas, final-mean matrix, crossing-generation matrix, last gen,
-    thresholds used).  Rows = lambda, columns = gamma."""
-    hib = higher_is_better(metric)
+    thresholds used).  Rows = lambda, columns = gamma.
+
+    The collapse threshold of a cell is ``threshold``, else twice (half, where higher is better)
+    its generation-0 seed mean.  ``higher_is_better`` defaults to the metric plugin's
+    declaration (:func:`orientation`); when that is unknown the crossing matrix is None and no
+    threshold is used (which side of a threshold is "collapsed" is not known)."""
+    hib = orientation(metric) if higher_is_better is None else bool(higher_is_better)
     out = {}
     curves = _curves(df, metric)
     for corr in sorted({k[0] for k in curves}):
@@ -168,7 +180,7 @@ def phase_tables(df, metric: str, threshold: float | None = None):
         lams = sorted({k[1] for k in keys})
         gams = sorted({k[2] for k in keys})
         final = np.full((len(lams), len(gams)), np.nan)
-        cross = np.full_like(final, np.nan)
+        cross = np.full_like(final, np.nan) if hib is not None else None
         last = 0
         used = []
         for (_, lam, gam) in keys:
@@ -176,6 +188,8 @@ def phase_tables(df, metric: str, threshold: float | None = None):
             i, j = lams.index(lam), gams.index(gam)
             final[i, j] = means[-1]
             last = max(last, int(gens[-1]))
+            if cross is None:
+                continue
             g0 = means[gens == 0]
             thr = threshold
             if thr is None:
@@ -196,23 +210,30 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _phase_figure(lams, gams, mat, *, title: str, cbar: str, stem: Path, never_label: str | None = None,
-                  theory_mask: np.ndarray | None = None, log: bool = False) -> list[Path]:
+def phase_figure(lams, gams, mat, *, title: str, cbar: str, never_label: str | None = None,
+                 theory_mask: np.ndarray | None = None, log: bool = False, ax=None):
+    """A (lambda x gamma) heat map of ``mat`` (rows = ``lams``, columns = ``gams``), each cell
+    labelled with its value (``never_label`` where it is not finite), the cells of
+    ``theory_mask`` outlined; drawn into ``ax`` or a new Figure (no pyplot, no backend change).
+    Returns the Figure."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from scloop.report.figures import _save
+    from scloop.report.figures import _root_figure
 
-    fig, ax = plt.subplots(figsize=(1.1 * len(gams) + 2.6, 0.7 * len(lams) + 1.8))
+    if ax is None:
+        fig = Figure(figsize=(1.1 * len(gams) + 2.6, 0.7 * len(lams) + 1.8))
+        ax = fig.subplots()
+        own = True
+    else:
+        fig, own = _root_figure(ax), False
     data = np.ma.masked_invalid(mat)
     norm = None
     if log and np.isfinite(mat).any() and np.nanmin(mat) > 0:
         norm = LogNorm(vmin=np.nanmin(mat), vmax=max(np.nanmax(mat), np.nanmin(mat) * 1.0001))
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")
     im = ax.imshow(data, origin="lower", aspect="auto", cmap=cmap, norm=norm)
     ax.set_xticks(range(len(gams)), [_fmt(g) for g in gams])
     ax.set_yticks(range(len(lams)), [_fmt(v) for v in lams])
@@ -230,8 +251,16 @@ def _phase_figure(lams, gams, mat, *, title: str, cbar: str, stem: Path, never_l
     if np.isfinite(mat).any():
         fig.colorbar(im, ax=ax, label=cbar)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, stem)
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def _phase_figure(lams, gams, mat, *, stem: Path, **kw: Any) -> list[Path]:
+    """:func:`phase_figure` written as ``<stem>.png`` and ``.svg``."""
+    from scloop.report.plots import save_figure
+
+    return save_figure(phase_figure(lams, gams, mat, **kw), stem)
 
 
 # ---------------------------------------------------------------------- html helpers
@@ -289,14 +318,25 @@ def _img(rel: str, alt: str) -> str:
 # ---------------------------------------------------------------------- the report
 def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None,
                  metrics: list[str] | None = None) -> Path:
-    """Write ``<path>/report/index.html`` (and ``<path>/report/fig/*``); returns the HTML path."""
+    """Write ``<path>/report/index.html`` (and ``<path>/report/fig/*``); returns the HTML path.
+
+    ``path``: a sweep directory or a run directory.  ``thresholds``: collapse threshold per
+    metric for the first-crossing phase diagrams (default: 2x / 0.5x the generation-0 value).
+    ``metrics``: the metrics shown (default: all but timings and correction diagnostics).
+    The plugins named in the runs' configs are loaded first (a failing one is logged and named
+    in the report; its metrics have unknown orientation)."""
     import yaml
 
+    from scloop.report import ORIENTATION_UNKNOWN, _config_refs, _load_refs
     from scloop.report.figures import final_table, metric_vs_generation, theory_overlay
+    from scloop.report.plots import save_figure
     from scloop.store.atomic import atomic_write_text
 
     path = Path(path)
     src = _load(path)
+    # a user metric's orientation and label live in its plugin: load the runs' plugins first
+    failed_plugins = _load_refs((ref, src.run_dirs.get(r["run_id"], path)) for r in src.runs
+                                for ref in _config_refs(r["config"]))
     thresholds = dict(thresholds or {})
     rep = path / "report"
     fig_dir = rep / "fig"
@@ -311,6 +351,8 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
         raise ConfigError(f"--threshold: unknown metric(s) {', '.join(unknown)}; metrics in this report: "
                           f"{', '.join(all_metrics) or '(none)'}")
     shown = [m for m in (metrics or all_metrics) if m in all_metrics]
+    orient = {m: orientation(m) for m in shown}
+    unknown_orient = [m for m in shown if orient[m] is None]
     configs = {r["run_id"]: (yaml.safe_load(r["config"]) if r["config"] else {}) for r in src.runs}
     keys = _facet_keys(src)
     facets = _facets(df[df["metric"].isin(shown)], keys) if shown else []
@@ -337,6 +379,12 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
     for r in src.runs:
         if r["state"] == "failed":
             parts.append(f"<p class='fail'>{_e(r['run_id'])} failed:</p><pre>{_e(r['error'])}</pre>")
+    for ref in failed_plugins:
+        parts.append(f"<p class='fail'>Plugin {_e(ref)} failed to load (see the log); its metrics have unknown "
+                     "orientation here.</p>")
+    if unknown_orient:
+        parts.append(f"<p class='note orientation-unknown'>No verdict and no collapse threshold for "
+                     f"{_e(', '.join(unknown_orient))}: {_e(ORIENTATION_UNKNOWN)}.</p>")
 
     # 2. metric vs generation ----------------------------------------------------------------
     if shown:
@@ -354,7 +402,8 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
                 if m.empty:
                     continue
                 stem = fig_dir / f"curve-{_slug(metric)}-{_slug(label)}"
-                metric_vs_generation(m, metric, stem, title=f"{metric}" + (f" ({label})" if label else ""))
+                save_figure(metric_vs_generation(m, metric, title=f"{metric}" + (f" ({label})" if label else "")),
+                            stem)
                 parts.append(_img(f"fig/{stem.name}.png", f"{metric} vs generation {label}"))
                 if metric == "mean_error" and _is_gaussian(m) and set(m["policy"].astype(str)) == {"augment"} \
                         and (m["arm"] != "baseline").any() and _offset(configs, set(m["run_id"])):
@@ -363,7 +412,8 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
                     from scloop.theory import predicted_mean_error
 
                     stem_t = fig_dir / f"theory-{_slug(label)}"
-                    theory_overlay(m, stem_t, predicted=lambda lam, gam, e0, n: predicted_mean_error(e0, lam, gam, n))
+                    save_figure(theory_overlay(m, predicted=lambda lam, gam, e0, n: predicted_mean_error(e0, lam, gam, n)),
+                                stem_t)
                     parts.append("<p class='note'>Measured mean error vs the closed-form prediction "
                                  "λ/((1+λ)(1+γ)) per generation (dashed).</p>")
                     parts.append(_img(f"fig/{stem_t.name}.png", "theory overlay"))
@@ -371,9 +421,9 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
     # 3. phase diagrams ----------------------------------------------------------------------
     phase_html: list[str] = []
     for metric in shown:
-        hib = higher_is_better(metric)
+        hib = orient[metric]
         for label, sub in facets[:MAX_FACETS]:
-            tabs = phase_tables(sub, metric, thresholds.get(metric))
+            tabs = phase_tables(sub, metric, thresholds.get(metric), higher_is_better=hib)
             for corr, (lams, gams, final, cross, last, used) in tabs.items():
                 if len(lams) * len(gams) < 2:
                     continue
@@ -385,15 +435,22 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
                     mask = np.array([[float(corrected_factor(lam, gam)) < 1.0 for gam in gams] for lam in lams])
                 where = f"{corr}" + (f", {label}" if label else "")
                 s1 = fig_dir / f"phase-{_slug(metric)}-{_slug(where)}"
+                # log colours for distances (lower is better, spanning decades), linear otherwise
                 _phase_figure(lams, gams, final, title=f"{metric} at generation {last} (seed mean)\n{where}",
-                              cbar=metric, stem=s1, log=not hib, theory_mask=mask)
+                              cbar=metric, stem=s1, log=hib is False, theory_mask=mask)
+                phase_html.append(f"<h3>{_e(metric)} — {_e(where)}</h3>")
+                if cross is None:  # orientation unknown: which side of a threshold is collapse is unknown
+                    given = f" (--threshold {thresholds[metric]:g} not used)" if metric in thresholds else ""
+                    phase_html.append(f"<p class='note orientation-unknown'>No collapse diagram{_e(given)}: "
+                                      f"{_e(ORIENTATION_UNKNOWN)}.</p>")
+                    phase_html.append(_img(f"fig/{s1.name}.png", f"phase diagram {metric}"))
+                    continue
                 s2 = fig_dir / f"collapse-{_slug(metric)}-{_slug(where)}"
                 how = (f"{thresholds[metric]:g}" if metric in thresholds else
                        ("½ × generation 0" if hib else "2 × generation 0"))
                 _phase_figure(lams, gams, cross, title=f"first generation with {metric} "
                               f"{'<' if hib else '>'} {how}\n{where}", cbar="generation", stem=s2,
                               never_label=f">{last}")
-                phase_html.append(f"<h3>{_e(metric)} — {_e(where)}</h3>")
                 phase_html.append(f"<p class='note'>Collapse threshold: {_e(metric)} {'&lt;' if hib else '&gt;'} "
                                   f"{_e(how)}.</p>")
                 phase_html.append(_img(f"fig/{s1.name}.png", f"phase diagram {metric}"))
@@ -447,7 +504,13 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
                      "seconds, by run and arm.</p>")
         parts.append(comp)
 
-    # 7. configs -----------------------------------------------------------------------------
+    # 7. provenance --------------------------------------------------------------------------
+    prov = _provenance(path, src)
+    if prov:
+        section("provenance", "Provenance")
+        parts += prov
+
+    # 8. configs -----------------------------------------------------------------------------
     section("configs", "Resolved configs")
     if src.sweep_yaml:
         parts.append(f"<details><summary>sweep file</summary><pre>{_e(src.sweep_yaml)}</pre></details>")
@@ -465,8 +528,68 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
     index = rep / "index.html"
     atomic_write_text(index, doc)
     atomic_write_text(rep / "report.json", json.dumps({"title": src.title, "runs": len(src.runs),
-                                                       "metrics": shown, "facets": keys}, indent=2))
+                                                       "metrics": shown, "facets": keys,
+                                                       "orientation_unknown": unknown_orient,
+                                                       "plugins_failed": failed_plugins}, indent=2))
     return index
+
+
+# ---------------------------------------------------------------------- provenance
+PROVENANCE_FILE = "provenance.json"
+# shown first, in this order; any other key follows alphabetically
+_PROV_KEYS = ("scloop_version", "git_commit", "git_dirty", "command", "python", "device", "started_at",
+              "ended_at", "packages")
+
+
+def _read_provenance(folder: Path) -> dict[str, Any] | str | None:
+    """The provenance object of a folder; None when absent, an error text when unreadable."""
+    f = folder / PROVENANCE_FILE
+    if not f.is_file():
+        return None
+    try:
+        obj = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{PROVENANCE_FILE} unreadable: {exc}"
+    return obj if isinstance(obj, dict) else f"{PROVENANCE_FILE}: expected a JSON object, got {type(obj).__name__}"
+
+
+def _prov_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if v is None:
+        return "-"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_prov_value(x)}" for k, x in sorted(v.items(), key=lambda kv: str(kv[0])))
+    if isinstance(v, (list, tuple)):
+        return " ".join(str(x) for x in v)
+    return str(v)
+
+
+def provenance_table(prov: dict[str, Any]) -> str:
+    """A two-column HTML table (key, value) of one provenance object; every cell escaped
+    (``packages``: ``name version, ...``; booleans as yes/no)."""
+    keys = [k for k in _PROV_KEYS if k in prov] + sorted(k for k in prov if k not in _PROV_KEYS)
+    return _table(["", "value"], ([k.replace("_", " "), _prov_value(prov[k])] for k in keys), left=2)
+
+
+def _provenance(path: Path, src: _Source) -> list[str]:
+    """The Provenance section: the sweep's (or the run's) ``provenance.json`` and, for a sweep,
+    each run's; empty when no folder holds one."""
+    out: list[str] = []
+
+    def add(title: str | None, prov: dict[str, Any] | str) -> None:
+        body = f"<p class='note'>{_e(prov)}</p>" if isinstance(prov, str) else provenance_table(prov)
+        out.append(body if title is None else f"<details><summary>{_e(title)}</summary>{body}</details>")
+
+    top = _read_provenance(path)
+    if top is not None:
+        add(None, top)
+    if len(src.run_dirs) > 1 or src.run_dirs.get(path.name) != path:
+        for rid, rdir in src.run_dirs.items():
+            prov = _read_provenance(rdir)
+            if prov is not None:
+                add(rid, prov)
+    return out
 
 
 def _offset(configs: dict[str, dict], run_ids: set[str]) -> bool:
@@ -502,9 +625,15 @@ def verdict_tables(df, metrics: list[str]) -> tuple[dict[str, Any], dict[str, st
 def _verdicts(tables: dict[str, Any], errors: dict[str, str]) -> list[str]:
     from scloop.report.verdicts import verdict_html
 
+    from scloop.report import ORIENTATION_UNKNOWN
+    from scloop.report.verdicts import NO_VERDICT
+
     out = [f"<p class='note'>{_e(m)}: no verdict ({_e(e)})</p>" for m, e in errors.items()]
     for metric, tab in tables.items():
         out.append(f"<h3>{_e(metric)}</h3>")
+        if (tab["verdict"] == NO_VERDICT).any():
+            out.append(f"<p class='note orientation-unknown'>{_e(metric)}: no verdict -- {_e(ORIENTATION_UNKNOWN)}. "
+                       "The paired differences are shown without a good side.</p>")
         out.append(verdict_html(tab))
     return out
 

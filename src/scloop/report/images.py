@@ -40,10 +40,7 @@ def _unit_label(u) -> str:
 
 def write_grids(run_dir: Path, *, seeds: tuple[int, ...] = (0,)) -> list[Path]:
     """One PNG per generation and unit (of the given seeds).  Returns the written paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.image import imsave
+    from matplotlib.image import imsave  # writes through Pillow: no backend involved
 
     from scloop.store import RunStore
     from scloop.store.atomic import load_npz
@@ -68,13 +65,12 @@ def write_grids(run_dir: Path, *, seeds: tuple[int, ...] = (0,)) -> list[Path]:
 
 
 def grid_evolution(run_dir: Path, *, seed: int = 0, generations: list[int] | None = None) -> list[Path]:
-    """Rows = the units of ``seed``; columns = ``generations`` (default: 0, ~1/4, ~1/2, last)."""
-    import matplotlib
+    """Rows = the units of ``seed``; columns = ``generations`` (default: 0, ~1/4, ~1/2, last).
+    Writes ``figures/grid_evolution.png`` and ``.svg``; returns their paths (none without
+    kept samples)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from scloop.report.figures import _save
+    from scloop.report.plots import save_figure
     from scloop.store import RunStore
     from scloop.store.atomic import load_npz
 
@@ -93,8 +89,9 @@ def grid_evolution(run_dir: Path, *, seed: int = 0, generations: list[int] | Non
             rows.append((u, [load_npz(f) for f in files]))
     if not rows:
         return []
-    fig, axes = plt.subplots(len(rows), len(gens), figsize=(2.2 * len(gens), 2.3 * len(rows)), squeeze=False,
-                             layout="constrained")
+    # a plain Figure, not pyplot's: nothing to close, the backend stays the caller's
+    fig = Figure(figsize=(2.2 * len(gens), 2.3 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), len(gens), squeeze=False)
     for i, (u, grids) in enumerate(rows):
         for j, a in enumerate(grids):
             ax = axes[i, j]
@@ -107,4 +104,4 @@ def grid_evolution(run_dir: Path, *, seed: int = 0, generations: list[int] | Non
                 label = "baseline (real only)" if u.arm == "baseline" else (
                     f"no correction\nλ={u.lam:g}" if u.arm == "no-correction" else f"{u.correction}\nγ={u.gamma:g}, λ={u.lam:g}")
                 ax.set_ylabel(label, fontsize=8)
-    return _save(fig, run_dir / "figures" / "grid_evolution")
+    return save_figure(fig, run_dir / "figures" / "grid_evolution")

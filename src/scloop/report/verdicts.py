@@ -12,7 +12,8 @@ paired analysis across seeds:
   for lower-is-better metrics such as FID, above 0 for higher-is-better ones such as recall),
   ``"hurts"`` when it excludes 0 on the bad side, else ``"no detectable effect"`` (also with
   fewer than 2 pairs).  The interval excludes 0 exactly when p < alpha, so the verdict and the
-  test agree.  A sentence per row says the same in words.
+  test agree.  A metric of unknown orientation gets :data:`NO_VERDICT` (its statistics are
+  still computed).  A sentence per row says the same in words.
 
 Nothing is tuned or hand-written: the verdict is a function of the table.
 
@@ -32,8 +33,12 @@ because a collapse that happens in one arm only is itself a finding the t-test c
 Units that simply have no row at that generation (an unfinished run) are counted in
 ``n_missing``.
 
-Metric orientation comes from :data:`LOWER_IS_BETTER` / :data:`HIGHER_IS_BETTER`; any other
-metric needs an explicit ``higher_is_better`` (a ValueError names it otherwise).
+Metric orientation is what the metric's plugin declared
+(``register_metric(name, higher_is_better=...)``, read through
+:func:`scloop.report.metric_facts`; load a run's own plugins first with
+:func:`scloop.report.load_run_plugins`).  An explicit ``higher_is_better=`` overrides it.  A
+metric that no plugin declares, or that declares ``higher_is_better=None`` (a spread, say), has
+no good side: its rows say :data:`NO_VERDICT` -- never a guessed direction.
 """
 
 from __future__ import annotations
@@ -44,19 +49,9 @@ from typing import Any
 
 import numpy as np
 
-LOWER_IS_BETTER = frozenset({
-    # images (scloop.metrics.images)
-    "fid", "fid-paper",
-    # vector tasks: distances to the target
-    "w2-gaussian", "mean_error", "cov_error", "mmd", "sliced-wasserstein",
-    # motion: learned distance and physics violations
-    "motion_fid", "motion_floating", "motion_jerk", "motion_penetration", "motion_skating",
-})
-HIGHER_IS_BETTER = frozenset({
-    "precision", "recall", "density", "coverage", "class_accuracy", "diversity",
-    "motion_recognition", "motion_multimodality", "motion_diversity",
-})
 VERDICTS = ("helps", "hurts", "no detectable effect")
+#: The verdict of a metric whose orientation is unknown (no side of 0 is the good one).
+NO_VERDICT = "no verdict (orientation unknown)"
 GROUP = ["task", "n_real", "policy", "lambda"]
 COLUMNS = [
     "task", "n_real", "policy", "lambda", "correction", "gamma", "metric", "generation", "higher_is_better",
@@ -66,17 +61,20 @@ COLUMNS = [
 REL_TOL = 1e-6
 
 
-def is_higher_better(metric: str) -> bool:
-    """Orientation of a known metric; ValueError naming it otherwise."""
-    if metric in LOWER_IS_BETTER:
-        return False
-    if metric in HIGHER_IS_BETTER:
-        return True
-    raise ValueError(
-        f"metric {metric!r}: unknown orientation; pass higher_is_better=True or False "
-        f"(known lower-is-better: {', '.join(sorted(LOWER_IS_BETTER))}; "
-        f"higher-is-better: {', '.join(sorted(HIGHER_IS_BETTER))})"
-    )
+def orientation(metric: str, higher_is_better: bool | None = None) -> bool | None:
+    """``higher_is_better`` when given, else what the metric's plugin declared
+    (:func:`scloop.report.metric_facts`); None: unknown (no verdict is drawn)."""
+    if higher_is_better is not None:
+        return bool(higher_is_better)
+    from scloop.report import metric_facts
+
+    return metric_facts(metric).higher_is_better
+
+
+def _orient_words(hib: Any) -> str:
+    if hib is None or (isinstance(hib, float) and math.isnan(hib)):
+        return "orientation unknown"
+    return "higher is better" if hib else "lower is better"
 
 
 def _fmt(v: float, digits: int = 3, sign: bool = False) -> str:
@@ -115,7 +113,9 @@ def _paired_stats(c: np.ndarray, nc: np.ndarray, alpha: float) -> tuple[float, f
     return mean, mean - half, mean + half, p
 
 
-def _verdict(lo: float, hi: float, hib: bool) -> str:
+def _verdict(lo: float, hi: float, hib: bool | None) -> str:
+    if hib is None:
+        return NO_VERDICT
     if math.isnan(lo) or math.isnan(hi):
         return "no detectable effect"
     if lo > 0:
@@ -128,8 +128,9 @@ def _verdict(lo: float, hi: float, hib: bool) -> str:
 def _sentence(r: dict[str, Any], alpha: float) -> str:
     where = f"{r['task']} (n_real = {r['n_real']}), {r['policy']}, λ = {r['lambda']:g}"
     who = f"{r['correction']} (γ = {_fmt_gamma(r['gamma'])})"
-    orient = "higher is better" if r["higher_is_better"] else "lower is better"
-    verb = {"helps": "helps", "hurts": "hurts", "no detectable effect": "has no detectable effect"}[r["verdict"]]
+    orient = _orient_words(r["higher_is_better"])
+    verb = {"helps": "helps", "hurts": "hurts", "no detectable effect": "has no detectable effect",
+            NO_VERDICT: "gets no verdict"}[r["verdict"]]
     head = f"{where}: {who} {verb} ({r['metric']} at generation {r['generation']}, {orient})"
     n = r["n_seeds"]
     level = f"{100 * (1 - alpha):g}%"
@@ -145,6 +146,10 @@ def _sentence(r: dict[str, Any], alpha: float) -> str:
                 f"{_fmt(r['ci_high'], sign=True)}], paired t-test p {p if p.startswith('<') else '= ' + p}, "
                 f"{n} seeds)")
     notes = []
+    if r["verdict"] == NO_VERDICT:
+        from scloop.report import ORIENTATION_UNKNOWN
+
+        notes.append(ORIENTATION_UNKNOWN)
     if r["n_degenerate_correction"] or r["n_degenerate_no_correction"]:
         notes.append(f"excluded as degenerate: {r['n_degenerate_correction']} correction and "
                      f"{r['n_degenerate_no_correction']} no-correction unit(s)")
@@ -198,8 +203,9 @@ def verdict_table(df, metric: str, *, higher_is_better: bool | None = None, alph
         one run or several (a sweep).  Rows of other metrics are used only to spot degenerate
         units.
     metric : the metric to compare.
-    higher_is_better : orientation; default from :data:`LOWER_IS_BETTER` / :data:`HIGHER_IS_BETTER`
-        (ValueError for other metrics).
+    higher_is_better : orientation; default: what the metric's plugin declared
+        (:func:`orientation`).  None there (unknown): every row gets :data:`NO_VERDICT` and
+        ``higher_is_better`` None.
     alpha : 1 - confidence level of the interval and level of the test.
     generation : the generation compared (default: last per group).
 
@@ -212,7 +218,7 @@ def verdict_table(df, metric: str, *, higher_is_better: bool | None = None, alph
     """
     import pandas as pd
 
-    hib = is_higher_better(metric) if higher_is_better is None else bool(higher_is_better)
+    hib = orientation(metric, higher_is_better)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha: got {alpha!r}; allowed: a number in (0, 1)")
     missing_cols = sorted(set(GROUP + ["arm", "correction", "gamma", "seed", "generation", "metric", "value"]) - set(df.columns))
@@ -309,7 +315,7 @@ def _cells(r, with_task: bool = False) -> list[str]:
 def _caption(table) -> str:
     metrics = sorted(map(str, table["metric"].unique()))
     gens = sorted(int(g) for g in table["generation"].unique())
-    orient = {("higher is better" if h else "lower is better") for h in table["higher_is_better"]}
+    orient = {_orient_words(h) for h in table["higher_is_better"]}
     gen = f"generation {gens[0]}" if len(gens) == 1 else f"generations {', '.join(map(str, gens))}"
     return f"{', '.join(metrics)} ({', '.join(sorted(orient))}) at {gen}: correction vs no correction, paired by seed"
 
@@ -349,10 +355,9 @@ def verdict_html(table) -> str:
 
 __all__ = [
     "COLUMNS",
-    "HIGHER_IS_BETTER",
-    "LOWER_IS_BETTER",
+    "NO_VERDICT",
     "VERDICTS",
-    "is_higher_better",
+    "orientation",
     "verdict_html",
     "verdict_markdown",
     "verdict_table",

@@ -10,12 +10,29 @@ from typing import Mapping
 
 import numpy as np
 
+from scloop.core.registry import ConfigError
+
+
+class CorruptFile(ConfigError):
+    """A stored file (checkpoint, status, database) that cannot be read; the message names it
+    and says how to recover.  Nothing is overwritten when this is raised."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 made outputs unreadable to others
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -45,5 +62,13 @@ def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    """Read an npz written by :func:`save_npz`; a truncated or foreign file raises
+    :class:`CorruptFile` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, EOFError, OSError ...
+        raise CorruptFile(f"{path}: unreadable checkpoint/array file ({type(exc).__name__}: {exc}); delete it to "
+                          "recompute from the previous state, or rerun with --force") from None

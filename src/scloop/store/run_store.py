@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from scloop.store.atomic import atomic_write_text
+from scloop.store.atomic import CorruptFile, atomic_write_text
 
 EXPORT_COLUMNS = (
     "run_id", "task", "arm", "seed", "lambda", "gamma", "n_real", "policy", "correction",
@@ -101,8 +101,15 @@ class RunStore:
         return (self.path / "results.sqlite").exists()
 
     def status(self) -> dict[str, Any]:
-        p = self.path / "status.json"
-        return json.loads(p.read_text()) if p.exists() else {}
+        return _read_json(self.path / "status.json")
+
+    def identity(self) -> dict[str, Any]:
+        """The stored run identity (config digest, engine, plugin fingerprints); {} for runs
+        made before it was recorded."""
+        return _read_json(self.path / "identity.json")
+
+    def write_identity(self, identity: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "identity.json", json.dumps(identity, indent=2, sort_keys=True))
 
     def write_status(self, **fields: Any) -> None:
         st = {**self.status(), **fields}
@@ -116,11 +123,17 @@ class RunStore:
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path / "results.sqlite", timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._metric_ids = dict((n, i) for i, n in self._db.execute("SELECT id, name FROM metric_names"))
+            db = sqlite3.connect(self.path / "results.sqlite", timeout=60)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                self._metric_ids = dict((n, i) for i, n in db.execute("SELECT id, name FROM metric_names"))
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                raise CorruptFile(f"{self.path / 'results.sqlite'}: not a readable results database ({exc}); "
+                                  "rerun with --force to recompute the run") from None
+            self._db = db
         return self._db
 
     def close(self) -> None:
@@ -249,6 +262,18 @@ class RunStore:
         return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
 
 
+def _read_json(p: Path) -> dict[str, Any]:
+    if not p.exists():
+        return {}
+    try:
+        value = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptFile(f"{p}: not valid JSON ({exc}); restore it or rerun with --force") from None
+    if not isinstance(value, dict):
+        raise CorruptFile(f"{p}: expected a JSON object, got {type(value).__name__}; rerun with --force")
+    return value
+
+
 def list_runs(root: Path) -> list[dict[str, Any]]:
     out = []
     root = Path(root)
@@ -256,6 +281,9 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
         return out
     for d in sorted(root.iterdir()):
         if (d / "status.json").exists():
-            st = json.loads((d / "status.json").read_text())
+            try:
+                st = _read_json(d / "status.json")
+            except CorruptFile as exc:
+                st = {"state": "corrupt", "error": str(exc)}
             out.append({"run_id": d.name, "path": str(d), **st})
     return out

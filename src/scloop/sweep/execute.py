@@ -20,8 +20,10 @@ Guarantees
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 import threading
 import time
 import traceback
@@ -29,10 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from scloop.core.config import check_id
 from scloop.core.registry import ConfigError
+from scloop.store import provenance
 from scloop.store.atomic import atomic_write_text
-from scloop.store.sweep_store import SweepStore
+from scloop.store.locks import FileLock
+from scloop.store.sweep_store import SweepStore, is_sweep_dir
 from scloop.sweep.spec import SweepSpec
+
+log = logging.getLogger("scloop")
 
 EXECUTORS = ("local", "ray")
 
@@ -54,32 +61,61 @@ class SweepSummary:
 
 
 # ---------------------------------------------------------------------- one run
-def run_point(sweep_dir: str, run_id: str, wait: bool = True) -> dict[str, Any]:
+def _stored_run_differs(sweep: SweepStore, run_id: str, spec) -> list[str]:
+    """Why the stored run ``run_id`` is not the run ``spec`` would compute now (config, engine,
+    plugin code); empty when it is, or when nothing is stored."""
+    from scloop.runner.run import identity_differences, run_identity, validate
+    from scloop.store.run_store import RunStore
+
+    store = RunStore(sweep.run_dir(run_id))
+    if not store.exists():
+        return []
+    try:
+        validate(spec)
+        return identity_differences(store, spec, run_identity(spec))
+    finally:
+        store.close()
+
+
+def run_point(sweep_dir: str, run_id: str, wait: bool = True, payload: dict | None = None) -> dict[str, Any]:
     """Execute (or resume, or skip) one run of a sweep and copy its rows into the sweep table.
 
+    A run is skipped only when its stored identity (config, engine, plugin code) matches what
+    it would compute now; a stored run that differs is recomputed from scratch.  ``payload``:
+    the plugins of the process that started the sweep (:func:`scloop.plugins.plugin_payload`).
     Returns ``{"run_id", "outcome": complete|skipped|failed|busy, "seconds", "error"}``.  With
     ``wait=False`` a run locked by another process is left to it (``busy``)."""
     import yaml
 
     from scloop.core.config import spec_from_dict
-    from scloop.runner import _FileLock, run_experiment
+    from scloop.plugins import install_plugin_payload
+    from scloop.runner import run_experiment
 
+    install_plugin_payload(payload)
     sweep = SweepStore(sweep_dir)
     t0 = time.perf_counter()
-    lock = _FileLock(sweep.lock_path(run_id))
+    lock = FileLock(sweep.lock_path(run_id))
     try:
-        if not wait and not _try_lock(lock):
+        if not wait and not lock.try_acquire():
             return {"run_id": run_id, "outcome": "busy", "seconds": 0.0, "error": None}
         if wait:
             lock.__enter__()
         try:
-            if sweep.state(run_id) == "complete" and (sweep.run_dir(run_id) / "results.sqlite").exists():
+            try:
+                spec = spec_from_dict(yaml.safe_load(sweep.run_config(run_id)))
+                stale = _stored_run_differs(sweep, run_id, spec)
+            except Exception as exc:
+                err = f"{type(exc).__name__}: {exc}"
+                sweep.set_state(run_id, "failed", error=err, seconds=time.perf_counter() - t0)
+                return {"run_id": run_id, "outcome": "failed", "seconds": time.perf_counter() - t0, "error": err}
+            if stale:
+                log.warning("sweep run %s: the stored run differs (%s); recomputing it", run_id, stale[0])
+            elif sweep.state(run_id) == "complete" and (sweep.run_dir(run_id) / "results.sqlite").exists():
                 return {"run_id": run_id, "outcome": "skipped", "seconds": 0.0, "error": None}
             sweep.set_state(run_id, "running")
             try:
-                spec = spec_from_dict(yaml.safe_load(sweep.run_config(run_id)))
-                summary = run_experiment(spec, out=sweep.runs_dir, run_id=run_id, resume=True, quiet=True, workers=1,
-                                         silent=True)
+                summary = run_experiment(spec, out=sweep.runs_dir, run_id=run_id, resume=not stale, force=bool(stale),
+                                         quiet=True, workers=1, silent=True)
                 secs = time.perf_counter() - t0
                 sweep.ingest(run_id, seconds=None if summary.skipped else secs)
                 return {"run_id": run_id, "outcome": "complete", "seconds": secs, "error": None}
@@ -94,28 +130,12 @@ def run_point(sweep_dir: str, run_id: str, wait: bool = True) -> dict[str, Any]:
         sweep.close()
 
 
-def _try_lock(lock) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no cross-process lock
-        return True
-    lock.path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(lock.path, "a")
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        return False
-    lock._fh = fh
-    return True
+def _init_worker(parent: int | None = None, payload: dict | None = None) -> None:
+    """One BLAS/torch thread per worker, the parent's plugins, and exit when the parent dies
+    (kill -9 of ``scloop sweep`` must not leave workers computing; a re-run resumes their runs)."""
+    from scloop.runner import init_worker
 
-
-def _init_worker(parent: int | None = None) -> None:
-    """One BLAS/torch thread per worker, and exit when the parent dies (kill -9 of ``scloop
-    sweep`` must not leave workers computing; a re-run resumes their runs)."""
-    from scloop.runner import _init_worker as one_thread
-
-    one_thread()
+    init_worker(payload)
     if parent is not None:
         def watch() -> None:
             while True:
@@ -128,12 +148,20 @@ def _init_worker(parent: int | None = None) -> None:
 
 
 # ---------------------------------------------------------------------- the sweep
-def prepare_sweep(sweep: SweepSpec, out: Path | str, *, force: bool = False, resume: bool = False):
+def prepare_sweep(sweep: SweepSpec, out: Path | str, *, force: bool = False, resume: bool = False,
+                  plugins: tuple[str, ...] = ()):
     """Expand and validate the sweep, create (or reopen) ``<out>/<name>``, register the runs.
-    Raises ConfigError before anything is written when the sweep is invalid."""
+    ``plugins`` (resolved references) are added to every run's config.  Raises ConfigError
+    before anything is written when the sweep is invalid."""
+    from dataclasses import replace
+
     from scloop.runner import validate
 
+    check_id(sweep.name, "sweep name")
     points = sweep.points()
+    if plugins:
+        points = [replace(p, spec=replace(p.spec, plugins=tuple(dict.fromkeys(p.spec.plugins + tuple(plugins)))))
+                  for p in points]
     for p in points:
         try:
             validate(p.spec)
@@ -143,6 +171,8 @@ def prepare_sweep(sweep: SweepSpec, out: Path | str, *, force: bool = False, res
     if resume and not (path / "sweep.sqlite").exists():
         raise ConfigError(f"--resume: no sweep at {path} to resume (run it without --resume first)")
     if force and path.exists():
+        if not is_sweep_dir(path) or path.is_symlink() or path.resolve().parent != Path(out).resolve():
+            raise ConfigError(f"--force: {path} is not a sweep directory scloop created inside {out}; not deleting it")
         shutil.rmtree(path)
     stored = path / "sweep.yaml"
     text = sweep.to_yaml()
@@ -160,9 +190,15 @@ def prepare_sweep(sweep: SweepSpec, out: Path | str, *, force: bool = False, res
 
 def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "local", jobs: int = 0,
               address: str | None = None, force: bool = False, resume: bool = False, quiet: bool = False,
-              on_event: Callable[[dict[str, Any]], None] | None = None) -> SweepSummary:
+              on_event: Callable[[dict[str, Any]], None] | None = None, plugins=()) -> SweepSummary:
     """Run every point of ``sweep`` into ``<out>/<sweep.name>`` (see the module docstring).
-    ``jobs``: parallel runs (0 = one per CPU core; for Ray, the CPUs of a cluster it starts)."""
+    ``jobs``: parallel runs (0 = one per CPU core; for Ray, the CPUs of a cluster it starts).
+    ``plugins``: plugin modules / ``.py`` files for every run (loaded here, in each worker
+    process and in each Ray task)."""
+    from scloop.plugins import load_plugins, plugin_payload, resolve_ref
+
+    refs = tuple(resolve_ref(r) for r in plugins)
+    load_plugins(refs)
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: got {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
@@ -171,8 +207,12 @@ def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "lo
         raise ConfigError(f"--address: got {address!r}, but it only applies to --executor ray")
     jobs = jobs or os.cpu_count() or 1
     t0 = time.perf_counter()
-    path, points = prepare_sweep(sweep, out, force=force, resume=resume)
+    path, points = prepare_sweep(sweep, out, force=force, resume=resume, plugins=refs)
+    for p in points:
+        load_plugins(p.spec.plugins)
+    payload = plugin_payload()
     summary = SweepSummary(sweep.name, path, len(points))
+    provenance.start(path)
     progress = _SweepProgress(len(points), quiet, sweep.name)
 
     def record(res: dict[str, Any]) -> None:
@@ -191,16 +231,20 @@ def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "lo
     ids = [p.run_id for p in points]
     try:
         if executor == "local":
-            _run_local(str(path), ids, jobs, record, progress)
+            _run_local(str(path), ids, jobs, record, progress, payload)
         else:
-            _run_ray(str(path), ids, jobs, address, record, progress)
+            _run_ray(str(path), ids, jobs, address, record, progress, payload)
+    except BaseException:
+        provenance.finish(path, "failed")
+        raise
     finally:
         progress.close()
+    provenance.finish(path, "complete" if not summary.failed else "failed")
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _run_local(path: str, ids: list[str], jobs: int, record, progress) -> None:
+def _run_local(path: str, ids: list[str], jobs: int, record, progress, payload: dict | None = None) -> None:
     if jobs == 1 or len(ids) == 1:
         # in-process: no pool to start (the runner's own worker pool is not used either)
         def in_process(ids: list[str], blocking: bool) -> list[str]:
@@ -216,7 +260,7 @@ def _run_local(path: str, ids: list[str], jobs: int, record, progress) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(os.getpid(),)) as ex:
+                             initargs=(os.getpid(), payload)) as ex:
         def one_pass(ids: list[str], blocking: bool) -> list[str]:
             futures = {ex.submit(run_point, path, rid, blocking): rid for rid in ids}
             for rid in ids[:jobs]:
@@ -262,12 +306,13 @@ def _mark_failed(path: str, rid: str, error: str) -> None:
         s.close()
 
 
-def _ray_task(path: str, run_id: str, wait: bool) -> dict[str, Any]:  # pragma: no cover - runs in Ray workers
-    _init_worker(None)
+def _ray_task(path: str, run_id: str, wait: bool, payload: dict | None = None) -> dict[str, Any]:  # pragma: no cover - runs in Ray workers
+    _init_worker(None, payload)
     return run_point(path, run_id, wait)
 
 
-def _run_ray(path: str, ids: list[str], jobs: int, address: str | None, record, progress) -> None:
+def _run_ray(path: str, ids: list[str], jobs: int, address: str | None, record, progress,
+             payload: dict | None = None) -> None:
     """The same runs as Ray tasks (1 CPU each) on the cluster at ``address``, or on a local
     cluster of ``jobs`` CPUs started here and shut down afterwards.  On a multi-node cluster
     the sweep directory must be on a filesystem every node mounts at the same path, and scloop
@@ -290,7 +335,7 @@ def _run_ray(path: str, ids: list[str], jobs: int, address: str | None, record, 
         task = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
 
         def one_pass(ids: list[str], blocking: bool) -> list[str]:
-            refs = {task.remote(path, rid, blocking): rid for rid in ids}
+            refs = {task.remote(path, rid, blocking, payload): rid for rid in ids}
             busy: list[str] = []
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
@@ -311,11 +356,12 @@ class _SweepProgress:
     def __init__(self, total: int, quiet: bool, label: str) -> None:
         self.total, self.n, self.quiet, self.label = total, 0, quiet, label
         self._bar = None
-        if not quiet:
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn())
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
             self._task = self._bar.add_task(f"sweep {label}", total=total)
             self._bar.start()
 
@@ -336,7 +382,7 @@ class _SweepProgress:
             self._bar.console.print(line, markup=False, highlight=False)
             self._bar.update(self._task, advance=1)
         else:
-            print(f"[scloop] {line}", flush=True)
+            (log.warning if o == "failed" else log.info)("%s", line)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -3,7 +3,7 @@
 A sweep file is a YAML mapping::
 
     name: gaussian-phase
-    description: free text shown in the report
+    description: one line shown by `scloop presets` and in the report
     base: gaussian-theory          # an experiment preset or a config YAML path
     config: {seeds: 50}            # overrides applied to the base (optional)
     cases:                         # optional list of override mappings
@@ -37,7 +37,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from scloop.core.config import KNOWN_KEYS, ExperimentSpec, load_raw, load_yaml, set_path, spec_from_dict
+from scloop.core.config import (KNOWN_KEYS, ExperimentSpec, resolve_plugin_paths, check_id, load_raw, load_yaml,
+                                set_path, spec_from_dict)
 from scloop.core.registry import ConfigError
 
 SWEEP_KEYS = ("name", "description", "base", "config", "cases", "grid", "zip")
@@ -58,7 +59,8 @@ class SweepPoint:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A parsed sweep file (see the module docstring)."""
+    """A parsed sweep file (see the module docstring); ``description`` is its one-line
+    summary (whitespace collapsed, ``""`` when the file has none)."""
 
     name: str
     description: str
@@ -81,6 +83,7 @@ class SweepSpec:
     def points(self) -> list[SweepPoint]:
         """Expand into runs (validated specs; raises ConfigError naming the offending point)."""
         base = load_raw(self.base)
+        base.pop("description", None)  # the base preset's description does not describe the sweep's runs
         base = _apply(base, self.config, "config")
         grid_keys = list(self.grid)
         grid_combos = list(itertools.product(*(self.grid[k] for k in grid_keys))) if grid_keys else [()]
@@ -156,7 +159,8 @@ def sweep_from_dict(raw: Mapping[str, Any], source: str = "") -> SweepSpec:
         raise ConfigError(f"{source or 'sweep'}: unknown sweep key(s) {', '.join(map(repr, unknown))}; allowed: "
                           f"{', '.join(SWEEP_KEYS)}")
     name = raw.get("name")
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
+    check_id(name, "sweep key 'name'")
+    if " " in name:
         raise ConfigError(f"sweep key 'name': got {name!r}; allowed: a non-empty string without slashes or spaces")
     base = raw.get("base")
     if not isinstance(base, str) or not base:
@@ -166,6 +170,9 @@ def sweep_from_dict(raw: Mapping[str, Any], source: str = "") -> SweepSpec:
     config = raw.get("config") or {}
     if not isinstance(config, Mapping):
         raise ConfigError(f"sweep key 'config': got {config!r}; allowed: a mapping of config keys to values")
+    if source and "plugins" in config:  # plugin files are relative to the sweep file
+        config = dict(config)
+        resolve_plugin_paths(config, Path(source).resolve().parent, f"{source}: config")
     cases = raw.get("cases") or []
     if not isinstance(cases, list) or not all(isinstance(c, Mapping) for c in cases):
         raise ConfigError(f"sweep key 'cases': got {cases!r}; allowed: a list of mappings of config keys to values")
@@ -179,8 +186,13 @@ def sweep_from_dict(raw: Mapping[str, Any], source: str = "") -> SweepSpec:
     if len({len(v) for v in zip_t.values()}) > 1:
         lens = {k: len(v) for k, v in zip_t.items()}
         raise ConfigError(f"sweep key 'zip': lists of different lengths {lens}; allowed: equal lengths")
-    desc = raw.get("description") or ""
-    return SweepSpec(name, str(desc), base, dict(config), tuple(dict(c) for c in cases), grid_t, zip_t, source)
+    desc = raw.get("description")
+    if desc is None:
+        desc = ""
+    if not isinstance(desc, str):
+        raise ConfigError(f"sweep key 'description': got {desc!r}; allowed: a string (one line shown by "
+                          "`scloop presets`)")
+    return SweepSpec(name, " ".join(desc.split()), base, dict(config), tuple(dict(c) for c in cases), grid_t, zip_t, source)
 
 
 def load_sweep(ref: str) -> SweepSpec:

@@ -1,4 +1,4 @@
-"""The Gaussian task (PAPER_NOTES §3.1): real data are n i.i.d. draws from a known target
+"""The Gaussian task (docs/paper.md §3.1): real data are n i.i.d. draws from a known target
 N(mu*, Sigma*), which is also the best-in-class model p_theta* for the ``gaussian`` model
 (well-specified), so the idealized corrections can sample it exactly.
 
@@ -69,6 +69,6 @@ class GaussianTask:
         return Data(self.target.sample(self.n_eval, rng=rng))
 
 
-@TASKS.register("gaussian")
+@TASKS.register("gaussian", capabilities=("gaussian-ensemble",))
 def make_gaussian_task(*, dim: int = 2, mean=0.0, cov=1.0, n_eval: int = 1000) -> GaussianTask:
     return GaussianTask(dim=dim, mean=mean, cov=cov, n_eval=n_eval)

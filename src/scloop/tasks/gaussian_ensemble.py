@@ -40,9 +40,7 @@ from scloop.loop.policies import paper_toy_counts
 from scloop.metrics.gaussian import cov_error, mean_error, psd_sqrt, w2_gaussian
 from scloop.models.gaussian import affine_sample, cholesky_or_nan, moments_from_sums, sums
 
-SUPPORTED_CORRECTIONS = ("none", "oracle-mixture", "oracle-ot", "paper-histogram")
-SUPPORTED_POLICIES = ("augment", "replace", "accumulate", "accumulate-subsample", "paper-toy")
-SUPPORTED_METRICS = ("w2-gaussian", "mean_error", "cov_error")
+CAPABILITY = "gaussian-ensemble"  # declared at registration by the plugins this engine has kernels for
 
 
 @dataclass(frozen=True)
@@ -321,18 +319,23 @@ class GaussianEnsemble:
 
 def supports(spec) -> tuple[bool, str]:
     """Whether the vectorised path can run ``spec`` (else the generic engine is used)."""
-    if spec.task.name != "gaussian":
-        return False, "task is not gaussian"
-    if spec.model.name != "gaussian":
-        return False, "model is not gaussian"
+    from scloop.core.registry import CORRECTIONS, METRICS, MODELS, POLICIES, TASKS
+
+    def capable(registry, name: str) -> bool:
+        # a kernel lives in this module, so only scloop's own plugins can declare one
+        if name not in registry:
+            return False
+        info = registry.info(name)
+        return CAPABILITY in info.capabilities and info.builtin
+
+    for registry, names, what in ((TASKS, [spec.task.name], "task"), (MODELS, [spec.model.name], "model"),
+                                  (CORRECTIONS, [c.name for c in spec.corrections], "correction"),
+                                  (POLICIES, [spec.policy.name], "policy"), (METRICS, list(spec.metrics), "metric")):
+        for name in names:
+            if not capable(registry, name):
+                return False, f"{what} {name!r} has no kernel in the vectorised Gaussian engine"
     if set(spec.model.kwargs) - {"reg_covar"}:
-        return False, "model options"
-    if any(c.name not in SUPPORTED_CORRECTIONS for c in spec.corrections):
-        return False, "a correction has no vectorised kernel"
-    if spec.policy.name not in SUPPORTED_POLICIES:
-        return False, "policy"
-    if any(m not in SUPPORTED_METRICS for m in spec.metrics):
-        return False, "a metric needs samples"
+        return False, "model options other than reg_covar"
     return True, ""
 
 

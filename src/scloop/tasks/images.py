@@ -1,4 +1,4 @@
-"""Image tasks (PAPER_NOTES §3.2): real handwritten digits, class-conditional.
+"""Image tasks (docs/paper.md §3.2): real handwritten digits, class-conditional.
 
 ``digits``: scikit-learn's 1,797 8x8 digits (offline everywhere).  A fixed permutation
 (``split_seed``) puts ``n_holdout`` images (default 597) in the held-out reference and the

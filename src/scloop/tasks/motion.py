@@ -1,4 +1,4 @@
-"""Motion task (PAPER_NOTES §3.3): windows of real Bandai-Namco mocap in the canonical
+"""Motion task (docs/paper.md §3.3): windows of real Bandai-Namco mocap in the canonical
 representation (:mod:`scloop.motion.representation`).
 
 Clips of the selected ``contents`` (actions) and ``styles`` are read from the data directory

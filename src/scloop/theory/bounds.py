@@ -1,6 +1,6 @@
 """Closed-form quantities of Gillman et al. (ICML 2024), Theorem 4.3, in pure numpy.
 
-Notation (see ``PAPER_NOTES.md`` §1–2):
+Notation (see ``docs/paper.md`` §1–2):
 
 - ``lam`` (λ >= 0): synthetic fraction, number of synthetic samples per real sample.
 - ``gamma`` (γ in [0, inf]): strength of the idealized correction
@@ -13,7 +13,7 @@ Provenance of the constants (read before using them as acceptance thresholds):
 - The contraction factor ``ρ(λ)/(1+γ) = λ(α+εL) / ((1+γ)[α − λ(α+εL)])`` is the only formula
   known from a (third-party) verbatim quote of the paper.
 - The theorem statement (the form of the bound, the statistical-error term) and the threshold
-  ``λ(1+r) < (1+γ)/(2+γ)`` are **reconstructions** ([M] in PAPER_NOTES §2); the threshold is
+  ``λ(1+r) < (1+γ)/(2+γ)`` are **reconstructions** ([M] in docs/paper.md §2); the threshold is
   exactly the condition ``ρ(λ)/(1+γ) < 1``.
 - The exact Gaussian / exponential-family contraction ``λ/((1+λ)(1+γ))`` and the W1 mixture
   identity are derivations ([D]), not claims of the paper.
@@ -87,7 +87,7 @@ def _out(arr: np.ndarray) -> float | np.ndarray:
 def rho(lam: ArrayLike, eps_l_over_alpha: ArrayLike = 0.0) -> float | np.ndarray:
     """Uncorrected contraction factor ρ(λ) of Bertrand et al. (ICLR 2024), reused in Theorem 4.3.
 
-    Implements ``ρ(λ) = λ(α+εL) / (α − λ(α+εL))`` (PAPER_NOTES §2.2) written with ``r = εL/α``:
+    Implements ``ρ(λ) = λ(α+εL) / (α − λ(α+εL))`` (docs/paper.md §2.2) written with ``r = εL/α``:
     ``ρ(λ) = λ(1+r) / (1 − λ(1+r))``. The formula is only meaningful for ``λ(1+r) < 1``; outside
     that domain ``np.inf`` is returned (never the negative value of the raw formula).
 
@@ -187,7 +187,7 @@ def gaussian_mean_contraction(lam: ArrayLike, gamma: ArrayLike) -> float | np.nd
     For a Gaussian (or any exponential family) refit by population MLE on real data plus λ
     synthetic samples per real one (``augment`` policy), the synthetic samples being drawn from
     the idealized correction ``π_γ p_θt``, moment matching gives
-    ``m_{t+1} − m* = λ / ((1+λ)(1+γ)) · (m_t − m*)`` exactly (PAPER_NOTES §2.2 last paragraph
+    ``m_{t+1} − m* = λ / ((1+λ)(1+γ)) · (m_t − m*)`` exactly (docs/paper.md §2.2 last paragraph
     and §5 T1; a derivation [D], not a claim of the paper). The same factor holds for the
     second (raw) moments. It is always below the bound's ``ρ(λ)/(1+γ)`` (r = 0).
 
@@ -214,7 +214,7 @@ def gaussian_mean_contraction(lam: ArrayLike, gamma: ArrayLike) -> float | np.nd
 
 
 def w1_mixture_identity_factor(gamma: ArrayLike) -> float | np.ndarray:
-    """Factor of the identity ``W1(π_γ p, p*) = W1(p, p*) / (1+γ)`` (PAPER_NOTES §1.3, §5 T3).
+    """Factor of the identity ``W1(π_γ p, p*) = W1(p, p*) / (1+γ)`` (docs/paper.md §1.3, §5 T3).
 
     Follows from ``π_γ p − p* = (p − p*)/(1+γ)`` as signed measures (derivation [D]).
 

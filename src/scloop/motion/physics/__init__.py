@@ -1,4 +1,4 @@
-"""MuJoCo physics self-correction of motion clips (PAPER_NOTES §3.3): an MJCF humanoid built from
+"""MuJoCo physics self-correction of motion clips (docs/paper.md §3.3): an MJCF humanoid built from
 the clip's skeleton (:mod:`.mjcf`) imitates the clip by harnessed PD tracking (:mod:`.tracking`);
 the simulated motion is the corrected clip.  ``mujoco`` is imported lazily."""
 

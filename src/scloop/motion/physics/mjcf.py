@@ -9,7 +9,7 @@ intrinsically, so the hinge angles ``(a, b, c)`` give ``R_local = Q Rz(a) Rx(b) 
 ``Q`` is the joint's *neutral* rotation, written into the body ``quat``.  The neutral moves the
 Euler singularity (middle angle +-90 deg) away from the poses actually used: Bandai's Maya-style
 local frames put e.g. the spine at ~90 deg about x, exactly on the singularity of an identity
-neutral (PHYSICS_PROBE.md, pitfall 2).
+neutral (a pitfall of the feasibility probe).
 
 Geometry: one capsule per bone (joint -> child), capsules / spheres extending the leaf joints
 (head, hands), a foot box from 5 cm behind the ankle to the ball (toe joint) whose sole lies

@@ -1,5 +1,5 @@
-"""Physics self-correction of a clip by harnessed PD tracking in MuJoCo (PAPER_NOTES §3.3; the
-paper uses UHC, here a simpler tracker whose behaviour is measured in PHYSICS_PROBE.md).
+"""Physics self-correction of a clip by harnessed PD tracking in MuJoCo (docs/paper.md §3.3; the
+paper uses UHC, here a simpler tracker whose behaviour is measured in docs/motion.md).
 
 Per clip:
 
