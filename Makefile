@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(BIN)/pip install -q -r requirements/cpu.txt
-	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev,images,motion,ray]'
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev,images,motion,ray,tensorboard]'
 	touch $(STAMP)
 
 install: $(STAMP)

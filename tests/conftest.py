@@ -4,10 +4,11 @@ competing on a 2-core machine) and Ray's auth off for offline local clusters.
 Shared data (``../shared/data`` beside the checkout): a test whose data file is missing skips
 locally but FAILS under CI (environment variable ``CI`` set to anything but empty, ``0``,
 ``false`` or ``no``), where the data must be present.  Tests ask for it through the
-``shared_data`` fixture (the folder), ``require_data`` (one file or folder) or
-:func:`missing_data`; a plain ``pytest.skip`` whose reason names a path under the shared folder
-is turned into a failure under CI as well.  Skips for optional packages, the GPU or a missing
-browser are untouched.
+``shared_data`` fixture (the folder) or ``require_data`` (one file or folder), both of which
+go through :func:`missing_data`; a plain ``pytest.skip`` whose reason names a path under the
+shared folder (a helper outside a fixture) is turned into a failure under CI as well.  Skips
+for optional packages or the GPU are untouched; a test that needs a program asks
+``require_tool`` (skip locally, fail under CI).
 """
 
 import os

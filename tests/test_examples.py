@@ -106,9 +106,12 @@ def test_sweep_on_ray(tmp_path):
 
 def test_notebook_snippet_twice_in_one_process(tmp_path):
     snippet = EXAMPLES / "notebook_snippet.py"
-    code = f"src = open({str(snippet)!r}).read()\nexec(src)\nexec(src)\n"
+    # logging at INFO shows the progress line, which names the number of worker processes
+    code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
+            f"src = open({str(snippet)!r}).read()\nexec(src)\nexec(src)\n")
     out = _run(["-c", code], tmp_path, timeout=240)
     assert "registered" not in out
+    assert out.count("[2 workers]") == 2, "the snippet's units did not run in 2 worker processes:\n" + out
     assert out.count("no-correction") == 2  # the table was printed by both executions
     means, _ = _last_means(_only_run(tmp_path / "runs"), "mean_error")
     assert means[("correction", "mean-shift", math.inf)] < means[("no-correction", "none", 0.0)]

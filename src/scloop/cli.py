@@ -586,8 +586,14 @@ def report(
         log.info("wrote %s and %s", index.parent / "verdicts.md", vcsv)
         v = pd.read_csv(vcsv)
         typer.echo("verdicts (corrector vs no correction):")
+        from scloop.report.verdicts import NO_VERDICT
+
         for metric, g in v.groupby("metric", sort=True):
             counts = g["verdict"].value_counts()
+            if counts.get(NO_VERDICT, 0) == len(g):
+                typer.echo(f"  {metric:<16} no verdict: orientation unknown (declare higher_is_better on the "
+                           "metric plugin)")
+                continue
             typer.echo(f"  {metric:<16} " + ", ".join(f"{k} {int(counts.get(k, 0))}" for k in
                                                      ("helps", "hurts", "no detectable effect")))
 
@@ -797,6 +803,21 @@ def motion_animate(
         _fail(str(exc))
         return
     log.info("wrote %s (%d frames)", p, len(frames))
+
+
+def _reflow_help(*typers: typer.Typer) -> None:
+    """Join the lines of each paragraph of the commands' docstrings: the help screen keeps
+    single line breaks of the paragraphs after the first one."""
+    import inspect
+
+    for t in typers:
+        for info in t.registered_commands:
+            if info.callback is not None and info.callback.__doc__:
+                doc = inspect.cleandoc(info.callback.__doc__)
+                info.callback.__doc__ = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+
+
+_reflow_help(app, data_app, motion_app)
 
 
 def _silence_stdout() -> None:

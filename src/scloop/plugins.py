@@ -44,12 +44,14 @@ _LOADED_REFS: dict[str, str] = {}  # ref (absolute path or module name) -> diges
 # ---------------------------------------------------------------------- decorators
 def register_model(name: str, *, domain: str = "vector", **meta: Any) -> Callable[[F], F]:
     """Register a generative-model factory (see :class:`scloop.GenerativeModel`)."""
+    _load_builtins()  # scloop's own names are taken first, whatever the import order
     return MODELS.register(name, domain=domain, **meta)
 
 
 def register_correction(name: str, *, domain: str = "vector", **meta: Any) -> Callable[[F], F]:
     """Register a correction factory; it receives ``gamma`` (the correction strength) and its
     options as keywords (see :class:`scloop.Correction`)."""
+    _load_builtins()
     return CORRECTIONS.register(name, domain=domain, **meta)
 
 
@@ -60,17 +62,20 @@ def register_metric(name: str, *, higher_is_better: bool, domain: str = "vector"
     name the plot axis."""
     if not isinstance(higher_is_better, bool):
         raise ConfigError(f"metric {name!r}: higher_is_better: got {higher_is_better!r}; allowed: True or False")
+    _load_builtins()
     return METRICS.register(name, domain=domain, higher_is_better=higher_is_better, label=label or name, unit=unit,
                             **meta)
 
 
 def register_task(name: str, *, domain: str = "vector", **meta: Any) -> Callable[[F], F]:
     """Register a task factory (see :class:`scloop.Task`)."""
+    _load_builtins()
     return TASKS.register(name, domain=domain, **meta)
 
 
 def register_policy(name: str, **meta: Any) -> Callable[[F], F]:
     """Register a data-policy factory (see :class:`scloop.DataPolicy`)."""
+    _load_builtins()
     return POLICIES.register(name, domain="any", **meta)
 
 

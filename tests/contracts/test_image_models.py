@@ -248,44 +248,40 @@ def test_short_training_reduces_denoising_loss(digits):
 # ---------------------------------------------------------------------- the shared diffusion base
 
 
-class _VectorDiffusion:
-    """A minimal third model on the shared base: 2-D points, the residual MLP, AMSGrad Adam (the
-    hooks a new diffusion model has to provide, nothing more)."""
+def _vector_model(prediction: str):
+    """A minimal third model on the shared base: 2-D points (n, 2), two classes, the residual MLP,
+    AMSGrad Adam -- the hooks a new diffusion model has to provide, nothing more."""
+    import torch
 
-    @staticmethod
-    def make(prediction: str, **options):
-        import torch
+    from scloop.models.denoisers import ResidualMLP
+    from scloop.models.diffusion import ConditionalDiffusion
 
-        from scloop.models.denoisers import ResidualMLP
-        from scloop.models.diffusion import ConditionalDiffusion
+    class Vector(ConditionalDiffusion):
+        NAME = "Vector"
+        PREDICTION = prediction
 
-        class Vector(ConditionalDiffusion):
-            NAME = "Vector"
-            PREDICTION = prediction
+        def __init__(self):
+            self.__dict__.update(device="cpu", timesteps=10, schedule="cosine", beta_start=1e-4, beta_end=0.02,
+                                 p_uncond=0.2, guidance=1.0, steps=5, batch_size=16, lr=1e-2, lr_decay="linear",
+                                 finetune_steps=2, finetune_optimizer="keep", sampler="ddim", sample_steps=4,
+                                 sample_batch=3)
+            self.n_classes_ = 2
 
-            def __init__(self, **kw):
-                opts = dict(device="cpu", timesteps=10, schedule="cosine", beta_start=1e-4, beta_end=0.02,
-                            p_uncond=0.2, guidance=1.0, steps=5, batch_size=16, lr=1e-2, lr_decay="linear",
-                            finetune_steps=2, finetune_optimizer="keep", sampler="ddim", sample_steps=4,
-                            sample_batch=3)
-                self.__dict__.update({**opts, **kw})
-                self.n_classes_ = 2
+        def _make_net(self):
+            return ResidualMLP(self.shape_, self.n_classes_, width=16, blocks=1)
 
-            def _make_net(self):
-                return ResidualMLP(self.shape_, self.n_classes_, width=16, blocks=1)
+        def _new_optimizer(self, lr):
+            return torch.optim.Adam(self.net_.parameters(), lr=lr, amsgrad=True)
 
-            def _new_optimizer(self, lr):
-                return torch.optim.Adam(self.net_.parameters(), lr=lr, amsgrad=True)
+        def finetune_rate(self):
+            return self.lr / 10
 
-            def finetune_rate(self):
-                return self.lr / 10
+        def _prepare(self, data, who):
+            if who == "fit":
+                self.shape_ = tuple(data.x.shape[1:])
+            return torch.as_tensor(data.x), torch.as_tensor(data.y), None
 
-            def _prepare(self, data, who):
-                if who == "fit":
-                    self.shape_ = tuple(data.x.shape[1:])
-                return torch.as_tensor(data.x), torch.as_tensor(data.y), None
-
-        return Vector(**options)
+    return Vector()
 
 
 @pytest.fixture(scope="module")
@@ -297,16 +293,16 @@ def points() -> Data:
 
 @pytest.mark.parametrize("prediction", ["epsilon", "sample"])
 def test_shared_base_serves_a_new_model(points, prediction):
-    m = _VectorDiffusion.make(prediction).fit(points, rng=_rng(0))
+    m = _vector_model(prediction).fit(points, rng=_rng(0))
     assert m.train_steps_ == 5 and m.last_lr_ == pytest.approx(1e-2 * (1 - 4 / 5))  # lr (1 - s/steps)
     out = m.sample(7, rng=_rng(1))
     assert out.x.shape == (7, 2) and out.x.dtype == np.float32 and np.isfinite(out.x).all()
     np.testing.assert_array_equal(out.y, np.arange(7) % 2)
     np.testing.assert_array_equal(out.x, m.sample(7, rng=_rng(1)).x)  # 3 chunks, one generator
-    again = _VectorDiffusion.make(prediction).fit(points, rng=_rng(0))
+    again = _vector_model(prediction).fit(points, rng=_rng(0))
     assert _same_state(m.state_dict(), again.state_dict())
     # resume: a model restored from its state continues (AMSGrad's max moments included) exactly
-    loaded = _VectorDiffusion.make(prediction).load_state_dict(m.state_dict())
+    loaded = _vector_model(prediction).load_state_dict(m.state_dict())
     assert any(k.endswith("/max_exp_avg_sq") for k in m.state_dict())
     m.update(points, rng=_rng(2))
     loaded.update(points, rng=_rng(2))

@@ -402,11 +402,12 @@ def test_check_reports_problems(bandai, tmp_path):
     assert "PROBLEMS" in str(rep)
 
 
+def test_check_real_mnist(shared_data):
+    rep = D.check("mnist", shared_data)
+    assert rep.ok and rep.found == 3 and any("train-images" in n for n in rep.notes)
+
+
 def test_check_mnist_and_digits(tmp_path):
-    shared = MOCAP.parent
-    if (shared / "mnist").is_dir():
-        rep = D.check("mnist", shared)
-        assert rep.ok and rep.found == 3 and any("train-images" in n for n in rep.notes)
     rep = D.check("mnist", tmp_path)
     assert not rep.ok and len(rep.missing) == 3
     assert D.check("digits", tmp_path).ok

@@ -141,12 +141,15 @@ def test_provenance_section(sweep):
     from scloop.report.html import write_report
 
     sweep_dir, _ = sweep
-    run_dir = sorted(p for p in (sweep_dir / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))[0]
+    run_dirs = sorted(p for p in (sweep_dir / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
+    run_dir = run_dirs[0]
     saved = {d: (d / "provenance.json").read_text() if (d / "provenance.json").exists() else None
-             for d in (sweep_dir, run_dir)}
+             for d in [sweep_dir, *run_dirs]}
     prov = {"scloop_version": "9.9.9", "git_commit": "abc123", "git_dirty": True, "python": "3.12.1",
             "packages": {"numpy": "2.0", "torch": "2.4"}, "device": "cpu", "started_at": "2025-01-01T00:00:00",
-            "ended_at": "2025-01-01T00:01:00", "command": "scloop sweep <script>alert(1)</script>"}
+            "ended_at": "2025-01-01T00:01:00", "command": "scloop sweep <script>alert(1)</script>",
+            "sessions": [{"started_at": "2024-12-31T00:00:00", "ended_at": None, "state": "interrupted",
+                          "git_commit": "0123456789abcdef0"}]}
     try:
         (sweep_dir / "provenance.json").write_text(json.dumps(prov))
         (run_dir / "provenance.json").write_text(json.dumps({**prov, "git_commit": "def456"}))
@@ -154,12 +157,13 @@ def test_provenance_section(sweep):
         assert "id='provenance'" in html and ">Provenance<" in html
         assert "abc123" in html and "def456" in html and "numpy 2.0, torch 2.4" in html
         assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "earlier starts" in html and "interrupted, 0123456789ab" in html
         # a single run shows its own
         one = write_report(run_dir).read_text()
         assert "def456" in one and "abc123" not in one
         # without the files the section is left out quietly
-        for d in (sweep_dir, run_dir):
-            (d / "provenance.json").unlink()
+        for d in saved:
+            (d / "provenance.json").unlink(missing_ok=True)
         assert "id='provenance'" not in write_report(sweep_dir).read_text()
     finally:
         for d, text in saved.items():

@@ -177,3 +177,20 @@ def test_end_to_end_gaussian_paper(tmp_path):
         assert len(hit) == 1
         assert hit.value.iloc[0] == pytest.approx(float(row["value"]), rel=1e-6, abs=1e-7)
     assert df.tag.str.startswith("seconds/train/").any()
+
+
+@pytest.mark.skipif(not _has_public_run(), reason="scloop.run (public API) not available yet")
+def test_end_to_end_generic_engine_with_workers(tmp_path):
+    """Records written by worker processes reach the tracker in this process."""
+    import scloop
+
+    tracker = TensorBoardTracker(log_dir=tmp_path / "tb")
+    run = scloop.run("gaussian-paper", seeds=2, overrides=["n_generations=3", "engine=generic", "gamma=[0,1]",
+                                                           "correction=oracle-mixture"],
+                     out=tmp_path / "runs", callbacks=[tracker], workers=2)
+    df = read_scalars(tmp_path / "tb")
+    assert set(df.run) == {run.run_id}
+    table = run.table(metric="w2-gaussian", include_timing=False)
+    w2 = df[df.tag.str.startswith("w2-gaussian/")]
+    assert len(w2) == len(table) == 2 * 2 * 4  # 2 gammas x 2 seeds x generations 0..3
+    assert sorted(w2.value) == pytest.approx(sorted(table.value), rel=1e-6, abs=1e-7)

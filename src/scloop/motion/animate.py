@@ -19,10 +19,11 @@ from scloop.motion.skeleton import Clip
 def render_frames(clips: list[Clip], titles: list[str], *, stride: int = 1, size: float = 3.2,
                   clearance=None) -> list[np.ndarray]:
     """RGB frames (H, W, 3) uint8 of the clips side by side (same length assumed: the shortest wins)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a plain Figure on an Agg canvas: no pyplot, so the caller's backend (a notebook's inline
+    # one) is left alone
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the 3-D projection)
 
     from scloop.motion.kinematic import _root_joint
 
@@ -39,7 +40,8 @@ def render_frames(clips: list[Clip], titles: list[str], *, stride: int = 1, size
     parents = clips[0].skeleton.parents
     feet = clips[0].skeleton.foot_joints()
     clear = np.zeros(len(feet)) if clearance is None else np.asarray(clearance)
-    fig = plt.figure(figsize=(size * len(clips), size), dpi=80)
+    fig = Figure(figsize=(size * len(clips), size), dpi=80)
+    FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, len(clips), i + 1, projection="3d") for i in range(len(clips))]
     frames = []
     gx, gy = np.meshgrid(np.linspace(centre[0] - half, centre[0] + half, 5),
@@ -63,7 +65,6 @@ def render_frames(clips: list[Clip], titles: list[str], *, stride: int = 1, size
             ax.set_title(f"{title}  {t / clips[0].fps:.2f} s", fontsize=8)
         fig.canvas.draw()
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-    plt.close(fig)
     return frames
 
 

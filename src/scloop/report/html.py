@@ -537,8 +537,8 @@ def write_report(path: Path | str, *, thresholds: dict[str, float] | None = None
 # ---------------------------------------------------------------------- provenance
 PROVENANCE_FILE = "provenance.json"
 # shown first, in this order; any other key follows alphabetically
-_PROV_KEYS = ("scloop_version", "git_commit", "git_dirty", "command", "python", "device", "started_at",
-              "ended_at", "packages")
+_PROV_KEYS = ("scloop_version", "git_commit", "git_dirty", "command", "python", "packages", "device", "platform",
+              "created_at", "started_at", "ended_at", "state", "sessions")
 
 
 def _read_provenance(folder: Path) -> dict[str, Any] | str | None:
@@ -561,15 +561,33 @@ def _prov_value(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k} {_prov_value(x)}" for k, x in sorted(v.items(), key=lambda kv: str(kv[0])))
     if isinstance(v, (list, tuple)):
-        return " ".join(str(x) for x in v)
+        return "; ".join(_prov_value(x) for x in v) or "-"
     return str(v)
 
 
+def _prov_session(s: Any) -> str:
+    """One earlier start of a resumed run: its times, final state and commit."""
+    if not isinstance(s, dict):
+        return _prov_value(s)
+    commit = str(s.get("git_commit") or "?")[:12] + (" (dirty)" if s.get("git_dirty") else "")
+    return f"{s.get('started_at') or '?'} to {s.get('ended_at') or '?'}: {s.get('state') or '?'}, {commit}"
+
+
 def provenance_table(prov: dict[str, Any]) -> str:
-    """A two-column HTML table (key, value) of one provenance object; every cell escaped
-    (``packages``: ``name version, ...``; booleans as yes/no)."""
+    """A two-column HTML table (key, value) of one provenance object (``provenance.json``); every
+    cell escaped (``packages``: ``name version, ...``; booleans as yes/no; ``sessions``, the
+    earlier starts of a resumed run, one line each)."""
     keys = [k for k in _PROV_KEYS if k in prov] + sorted(k for k in prov if k not in _PROV_KEYS)
-    return _table(["", "value"], ([k.replace("_", " "), _prov_value(prov[k])] for k in keys), left=2)
+    rows = []
+    for k in keys:
+        v = prov[k]
+        if k == "sessions":
+            if not v:
+                continue  # started once: nothing to add
+            rows.append(["earlier starts", " | ".join(_prov_session(x) for x in (v if isinstance(v, list) else [v]))])
+            continue
+        rows.append([k.replace("_", " "), _prov_value(v)])
+    return _table(["", "value"], rows, left=2)
 
 
 def _provenance(path: Path, src: _Source) -> list[str]:

@@ -7,7 +7,9 @@ the run (see :func:`scloop.plugins.plugin_payload`)."""
 
 from __future__ import annotations
 
+import logging
 import os
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from scloop.core.config import ExperimentSpec
@@ -15,9 +17,12 @@ from scloop.core.registry import CORRECTIONS
 from scloop.core.types import CorrectionContext
 from scloop.plugins import load_plugins
 from scloop.runner.artifacts import _device, cache_dir_for
-from scloop.runner.generic import _run_unit, _seed_context, _SeedCache
+from scloop.runner.generic import _run_unit, _seed_context, _SeedCache, _unit_finished
 from scloop.runner.hooks import Progress
 from scloop.store.run_store import RunStore, Unit
+
+log = logging.getLogger("scloop")
+MAX_POOL_RESTARTS = 2  # new worker pools after a worker died, before the run is recorded failed
 
 
 def init_worker(payload: dict | None = None) -> None:
@@ -123,13 +128,26 @@ def _run_parallel(spec: ExperimentSpec, store: RunStore, todo: list[Unit], resum
             if not pending:
                 return
 
-    seeds = sorted({u.seed for u in todo})
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=init_worker, initargs=(payload,)) as ex:
-        poll([ex.submit(_worker_gen0, run_dir, s) for s in seeds])
-        # longest units first (corrected arms sample and correct; the baseline does neither)
-        order = sorted(todo, key=lambda u: (u.arm == "baseline", u.arm == "no-correction", u.unit))
-        poll([ex.submit(_worker_unit, run_dir, u.unit, resume) for u in order])
+    remaining = todo
+    for restart in range(MAX_POOL_RESTARTS + 1):
+        seeds = sorted({u.seed for u in remaining})
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                     initializer=init_worker, initargs=(payload,)) as ex:
+                poll([ex.submit(_worker_gen0, run_dir, s) for s in seeds])
+                # longest units first (corrected arms sample and correct; the baseline does neither)
+                order = sorted(remaining, key=lambda u: (u.arm == "baseline", u.arm == "no-correction", u.unit))
+                poll([ex.submit(_worker_unit, run_dir, u.unit, resume or restart > 0) for u in order])
+            break
+        except BrokenProcessPool as exc:
+            # a worker was killed (SIGKILL, the OOM killer): the pool is gone with every unit in
+            # flight; the unfinished units go on in a new pool from their last checkpoints
+            remaining = [u for u in remaining if not _unit_finished(store, spec, u.unit)]
+            if restart == MAX_POOL_RESTARTS or not remaining:
+                raise RuntimeError(f"a worker process died {restart + 1} times ({exc}); {len(remaining)} units are "
+                                   "unfinished -- `scloop run ... --resume` continues them") from None
+            log.warning("a worker process died; continuing %d unfinished units in new worker processes from their "
+                        "last checkpoints", len(remaining))
     finished = len(todo) * spec.n_generations - shown
     if finished > 0:
         progress.advance(finished)

@@ -149,7 +149,8 @@ def run_identity(spec: ExperimentSpec, engine: str | None = None) -> dict[str, A
             "plugins": plugin_fingerprints(_components(spec))}
 
 
-_NOT_NUMBERS = ("name", "checkpoint_every", "plugins", "description")
+# the engine key is compared as what it resolves to (auto -> vectorized or generic), below
+_NOT_NUMBERS = ("name", "checkpoint_every", "plugins", "description", "engine")
 
 
 def _canon(value: Any) -> str:

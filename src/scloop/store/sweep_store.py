@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from scloop.store.atomic import CorruptFile
 from scloop.store.run_store import EXPORT_COLUMNS, EXTRA_COLUMNS, RunStore, sql_filters
 
 _SCHEMA = """
@@ -74,10 +75,16 @@ class SweepStore:
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path / "sweep.sqlite", timeout=120, isolation_level=None)
-            self._retry(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._retry(lambda: self._db.executescript(_SCHEMA))
+            db = sqlite3.connect(self.path / "sweep.sqlite", timeout=120, isolation_level=None)
+            try:
+                self._retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
+                db.execute("PRAGMA synchronous=NORMAL")
+                self._retry(lambda: db.executescript(_SCHEMA))
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                raise CorruptFile(f"{self.path / 'sweep.sqlite'}: not a readable sweep database ({exc}); the runs "
+                                  f"under {self.runs_dir} are intact -- rerun with --force to start the sweep over") from None
+            self._db = db
         return self._db
 
     def close(self) -> None:

@@ -21,3 +21,20 @@ __all__ = [
     "sweep_from_dict",
     "sweep_preset_names",
 ]
+
+
+# ``import scloop.sweep`` (this package) sets the attribute ``scloop.sweep`` to the package,
+# shadowing the public function :func:`scloop.api.sweep` of the same name; calling the package
+# calls that function, so ``scloop.sweep(...)`` works whatever was imported first.
+import sys as _sys  # noqa: E402
+import types as _types  # noqa: E402
+
+
+class _CallableModule(_types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        from scloop.api import sweep
+
+        return sweep(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule

@@ -42,6 +42,7 @@ from scloop.sweep.spec import SweepSpec
 log = logging.getLogger("scloop")
 
 EXECUTORS = ("local", "ray")
+MAX_POOL_RESTARTS = 2  # new worker pools after a sweep worker died
 
 
 @dataclass
@@ -202,7 +203,7 @@ def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "lo
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: got {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
-        raise ConfigError(f"--jobs: got {jobs!r}; allowed: an integer >= 0 (0 = one per CPU core)")
+        raise ConfigError(f"--workers: got {jobs!r}; allowed: an integer >= 0 (0 = one per CPU core)")
     if address is not None and executor != "ray":
         raise ConfigError(f"--address: got {address!r}, but it only applies to --executor ray")
     jobs = jobs or os.cpu_count() or 1
@@ -258,22 +259,47 @@ def _run_local(path: str, ids: list[str], jobs: int, record, progress, payload: 
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(os.getpid(), payload)) as ex:
-        def one_pass(ids: list[str], blocking: bool) -> list[str]:
-            futures = {ex.submit(run_point, path, rid, blocking): rid for rid in ids}
-            for rid in ids[:jobs]:
-                progress.started(rid)
-            busy: list[str] = []
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                for f in done:
-                    _collect(path, futures[f], f.result, "worker process died", record, busy)
-            return busy
+    todo = ids
+    for restart in range(MAX_POOL_RESTARTS + 1):
+        lost: list[str] = []  # runs in flight or queued when a worker died (the pool dies with it)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(os.getpid(), payload)) as ex:
+            def one_pass(ids: list[str], blocking: bool) -> list[str]:
+                if lost:
+                    lost.extend(ids)
+                    return []
+                futures = {ex.submit(run_point, path, rid, blocking): rid for rid in ids}
+                for rid in ids[:jobs]:
+                    progress.started(rid)
+                busy: list[str] = []
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        if isinstance(f.exception(), BrokenProcessPool):
+                            lost.append(futures[f])
+                        else:
+                            _collect(path, futures[f], f.result, "worker process died", record, busy)
+                return busy
 
-        _two_passes(ids, one_pass)
+            _two_passes(todo, one_pass)
+        if not lost:
+            return
+        if restart == MAX_POOL_RESTARTS:
+            for rid in lost:
+                _collect(path, rid, _raise_died, "worker process died", record, [])
+            return
+        # a killed worker takes the whole pool down: the other runs go on in a new pool (a partial
+        # run resumes from its checkpoint; the killed one is retried, and recorded failed if its
+        # worker dies every time)
+        log.warning("a sweep worker process died; continuing %d runs in new worker processes", len(lost))
+        todo = lost
+
+
+def _raise_died() -> dict[str, Any]:
+    raise RuntimeError(f"its worker process died {MAX_POOL_RESTARTS + 1} times (killed, or out of memory)")
 
 
 def _two_passes(ids: list[str], one_pass: Callable[[list[str], bool], list[str]]) -> None:

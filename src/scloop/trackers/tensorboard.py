@@ -1,6 +1,6 @@
 """TensorBoard tracker: every finished generation becomes scalars in TensorBoard event files.
 
-Use it as a callback of :func:`scloop.run` / :func:`scloop.sweep`::
+Use it as a callback of :func:`scloop.run`::
 
     from scloop.trackers import TensorBoardTracker
 
@@ -19,8 +19,8 @@ generation (see :func:`unit_tag` for ``<unit>``):
 - a text entry ``config`` (the run's resolved ``config.yaml``) once, at step 0.
 
 Where: by default ``<run dir>/tensorboard/``.  With an explicit ``log_dir`` each run gets
-its own sub-folder ``<log_dir>/<run_id>/``, so one tracker passed to a sweep shows every run
-of it side by side under ``tensorboard --logdir <log_dir>``.
+its own sub-folder ``<log_dir>/<run_id>/``, so one tracker passed to several runs shows them
+side by side under ``tensorboard --logdir <log_dir>``.
 
 Resumed runs: a resumed run dispatches the generations it recomputes again.  When the
 tracker finds event files already in a run's folder it starts its new file with a
