@@ -48,7 +48,7 @@ def load_spec(config: str | Mapping[str, Any] | ExperimentSpec, overrides: Itera
     return spec_from_dict(raw)
 
 
-def _data_dir(spec: ExperimentSpec, data_dir: str | Path | None) -> ExperimentSpec:
+def with_data_dir(spec: ExperimentSpec, data_dir: str | Path | None) -> ExperimentSpec:
     """Set ``task.data_dir`` for tasks that read files; other tasks ignore it."""
     if data_dir is None:
         return spec
@@ -193,19 +193,22 @@ def run(config: str | Mapping[str, Any] | ExperimentSpec, *, seeds: int | None =
     refs = [resolve_ref(r) for r in plugins]
     load_plugins(refs)
     spec = load_spec(config, overrides, seeds=seeds)
-    spec = _data_dir(spec, data_dir)
+    spec = with_data_dir(spec, data_dir)
     summary = run_experiment(spec, out=out, run_id=run_id, resume=resume, force=force, quiet=quiet, workers=workers,
                              callbacks=callbacks, plugins=refs)
     return Run(Path(summary.path), summary.skipped, summary.engine, summary.seconds)
 
 
-def sweep(config: str | Mapping[str, Any], *, out: str | Path = "runs", jobs: int = 0, executor: str = "local",
-          plugins: Iterable[str] = (), address: str | None = None, resume: bool = False, force: bool = False,
-          quiet: bool = True, data_dir: str | Path | None = None) -> Sweep:
+def sweep(config: str | Mapping[str, Any], *, out: str | Path = "runs", workers: int = 0, executor: str = "local",
+          plugins: Iterable[str] = (), callbacks: Iterable[Any] = (), address: str | None = None,
+          resume: bool = False, force: bool = False, quiet: bool = True, data_dir: str | Path | None = None,
+          jobs: int | None = None) -> Sweep:
     """Run a sweep (a preset name, a sweep YAML path or a sweep mapping) into
-    ``out/<sweep name>``: one run per point, ``jobs`` at a time (0 = one per CPU core), in a
+    ``out/<sweep name>``: one run per point, ``workers`` at a time (0 = one per CPU core), in a
     local process pool or as Ray tasks (``executor="ray"``).  Complete runs whose identity
-    matches are skipped, partial ones resumed."""
+    matches are skipped, partial ones resumed.  ``callbacks`` receive each run's events in
+    this process when the run ends (``on_run_start``, every ``on_generation_end``,
+    ``on_run_end``).  ``jobs``: the old name of ``workers``."""
     import os
 
     from scloop.plugins import load_plugins, resolve_ref
@@ -225,8 +228,10 @@ def sweep(config: str | Mapping[str, Any], *, out: str | Path = "runs", jobs: in
         spec = sweep_from_dict(config)
     else:
         spec = load_sweep(str(config))
-    s = run_sweep(spec, out=out, executor=executor, jobs=jobs, address=address, force=force, resume=resume,
-                  quiet=quiet, plugins=refs)
+    if jobs is not None:
+        workers = jobs
+    s = run_sweep(spec, out=out, executor=executor, jobs=workers, address=address, force=force, resume=resume,
+                  quiet=quiet, plugins=refs, callbacks=callbacks)
     return Sweep(Path(s.path), s.completed, s.skipped, s.failed, s.seconds, tuple(s.failures))
 
 

@@ -201,19 +201,9 @@ def run(
 
 def _with_data_dir(spec, data_dir: str):
     """Set ``task.data_dir`` for tasks that read files; other tasks ignore ``--data-dir``."""
-    from scloop.core.config import spec_from_dict
-    from scloop.core.registry import TASKS, ConfigError
-    from scloop.plugins import load_plugins
+    from scloop.api import with_data_dir
 
-    load_plugins()
-    if "data_dir" not in TASKS.options(spec.task.name):
-        return spec
-    if not Path(data_dir).expanduser().is_dir():
-        raise ConfigError(f"--data-dir: got {data_dir!r}; allowed: an existing folder")
-    raw = spec.to_dict()
-    task = raw["task"] if isinstance(raw["task"], dict) else {"name": raw["task"]}
-    raw["task"] = {**task, "data_dir": str(Path(data_dir).expanduser().resolve())}
-    return spec_from_dict(raw)
+    return with_data_dir(spec, data_dir)
 
 
 def _print_final(path: Path, metric: str) -> None:

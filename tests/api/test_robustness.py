@@ -100,7 +100,7 @@ def test_a_sweep_goes_on_when_a_worker_dies(tmp_path, killer):
         engine: generic
     """))
     (tmp_path / "sw.yaml").write_text("name: killsweep\nbase: base.yaml\ngrid:\n  gamma: [1.0, 7.0, 2.0]\n")
-    sw = scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", jobs=2, plugins=[str(path)])
+    sw = scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", workers=2, plugins=[str(path)])
     assert (sw.completed, sw.failed) == (2, 1)
     assert "worker process died" in sw.failures[0][1]
     assert set(sw.table(include_timing=False).gamma) == {1.0, 2.0}
@@ -140,11 +140,11 @@ def test_corrupt_checkpoint_status_and_database_are_named_and_kept(tmp_path):
 def test_corrupt_sweep_database_is_a_named_error(tmp_path):
     (tmp_path / "base.yaml").write_text("task: gaussian\nn_generations: 2\n")
     (tmp_path / "sw.yaml").write_text("name: cs\nbase: base.yaml\ngrid:\n  gamma: [0, 1]\n")
-    sw = scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", jobs=1)
+    sw = scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", workers=1)
     db = sw.path / "sweep.sqlite"
     for extra in ("-wal", "-shm"):
         Path(str(db) + extra).unlink(missing_ok=True)
     db.write_bytes(b"x" * 4096)
     with pytest.raises(ConfigError, match="sweep.sqlite: not a readable sweep database"):
-        scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", jobs=1)
+        scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", workers=1)
     assert db.read_bytes() == b"x" * 4096

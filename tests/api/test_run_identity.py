@@ -161,3 +161,16 @@ def test_run_handle_table_plot_report(tmp_path):
     assert opened.run_id == run.run_id and opened.spec == run.spec
     with pytest.raises(ConfigError, match="neither a run directory"):
         scloop.open_results(tmp_path / "nothing")
+
+
+def test_sweep_callbacks_get_every_run_and_generation(tmp_path):
+    (tmp_path / "base.yaml").write_text("task: gaussian\nn_generations: 3\nseeds: 2\ncorrection: oracle-mixture\n")
+    (tmp_path / "sw.yaml").write_text("name: cbs\nbase: base.yaml\ngrid:\n  gamma: [0, 1, 2]\n")
+    cb = _Collect()
+    sw = scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", workers=2, callbacks=[cb])
+    assert sw.completed == 3
+    assert cb.calls.count(("start", "running")) == 3 and cb.calls.count(("end", "complete")) == 3
+    assert len(cb.events) == 3 * 2 * 4  # runs x seeds (one unit each) x generations 0..3
+    again = _Collect()
+    scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", workers=2, callbacks=[again])
+    assert again.events == []  # skipped runs are not replayed

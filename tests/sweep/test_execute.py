@@ -149,7 +149,7 @@ def test_kill_9_midway_then_rerun_equals_uninterrupted(tmp_path, make_sweep):
                        grid="lambda: [0.25, 0.5, 1.0]\n  n_real: [40, 80]")
     ref = run_sweep(load_sweep(str(spec)), out=tmp_path / "ref", jobs=1, quiet=True)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "scloop", "sweep", str(spec), "--jobs", "2", "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "scloop", "sweep", str(spec), "--workers", "2", "--out", str(out), "--quiet"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
     db = out / "t-sweep" / "sweep.sqlite"
     deadline = time.monotonic() + 120
@@ -175,7 +175,10 @@ def test_kill_9_midway_then_rerun_equals_uninterrupted(tmp_path, make_sweep):
     assert states.count("complete") < len(states)
     again = run_sweep(load_sweep(str(spec)), out=tmp_path / "killed", jobs=2, quiet=True)
     assert again.failed == 0 and again.skipped >= 2
-    pd.testing.assert_frame_equal(_numbers(open_results(again.path)), _numbers(open_results(ref.path)))
+    got, want = _numbers(open_results(again.path)), _numbers(open_results(ref.path))
+    per_run = {"got": got.groupby("run_id").size().to_dict(), "want": want.groupby("run_id").size().to_dict()}
+    assert len(got) == len(want), (per_run, states)
+    pd.testing.assert_frame_equal(got, want)
 
 
 def test_ray_executor_matches_local(tmp_path, sweep_file):

@@ -3,10 +3,22 @@
 Supports 3-channel (rotation) and 6-channel (position + rotation) joints, any Euler order (the
 order of the rotation channels; BVH rotations compose intrinsically in channel order:
 ``R = R_c1 R_c2 R_c3``), any frame rate, root translation.  ``End Site`` blocks are not joints
-(they have no channels) and are skipped.  Units: ``scale`` (metres per file unit); ``"auto"``
-takes centimetres when the skeleton's total bone length exceeds 20 units (a human is ~10 m of
-bones in cm, ~0.1-10 in m or inches) -- pass a number to override.  Axes: ``up`` is the file's
-up axis ("y" for almost all BVH); output is Z up.
+(they have no channels) and are skipped.  Joints may have any subset of the six channels (0 to
+6); a joint without rotation channels keeps the identity, one without position channels its
+OFFSET.  Axes: ``up`` is the file's up axis ("y" for almost all BVH); output is Z up.
+
+Units (``scale``): metres per file unit, a unit name (:data:`UNITS`: ``m``, ``cm``, ``mm``, ``in``,
+``ft``, and ``cmu`` = 1/0.45 inch, the unit of the CMU motion-capture database's ASF/AMC files and
+of the BVH conversions commonly distributed), or ``"auto"`` (default): the body's head-to-ankle
+length along the bones (:func:`scloop.motion.skeleton.body_height`, ~0.8 x standing height, so
+the rest pose and zero-length bones do not matter) is read in each unit of :data:`AUTO_UNITS` in
+turn (m, cm, mm, in, cmu) and the first that gives a typical adult (1.0-1.75 m head to ankle) is
+taken, else the first that gives a plausible human (``height_range``, default 0.6-2.2 m), else
+:class:`BVHUnitsError`.  A CMU file (a 1.5 m chain is ~27 units) thus reads in ``cmu``, not in
+centimetres (0.27 m) or inches (0.68 m).  An explicit unit or number is checked against
+``height_range`` too (``height_range=None`` turns the check off, for a non-human skeleton).  A
+skeleton that does not look like a body (no head and feet by name, and fewer than 10 joints) keeps
+the older rule: centimetres when the median bone is longer than 2 units, else metres.
 
 Text encoding: files are decoded as UTF-8 (ASCII, what exporters write, is a subset; a UTF-8
 byte-order mark is accepted).  Other encodings (Latin-1, Shift-JIS joint names) are not guessed:
@@ -17,7 +29,8 @@ one, the line: bad hierarchy (unbalanced braces, a JOINT outside a ROOT, a secon
 OFFSET/CHANNELS, non-numeric or non-finite OFFSET values, repeated channels), unknown channel
 names, ``Frames`` that is not an integer >= 1, ``Frame Time`` that is not a positive finite
 number of seconds, a frame row whose value count differs from the HIERARCHY's channel count, a
-non-numeric or non-finite value in a frame, a truncated MOTION block or extra rows.
+non-numeric or non-finite value in a frame, a truncated MOTION block or extra rows.  Implausible
+units raise :class:`BVHUnitsError` (a ``BVHError``) with the body height in every unit.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scloop.motion.skeleton import Clip, Skeleton
+from scloop.motion.skeleton import PLAUSIBLE_BODY_HEIGHT_M, TYPICAL_BODY_HEIGHT_M, Clip, Skeleton, body_height
 
 _POS = {"Xposition": 0, "Yposition": 1, "Zposition": 2}
 _ROT = {"Xrotation": "X", "Yrotation": "Y", "Zrotation": "Z"}
@@ -34,13 +47,40 @@ _ROT = {"Xrotation": "X", "Yrotation": "Y", "Zrotation": "Z"}
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 
+# metres per file unit; "cmu": the CMU mocap database's unit, 1/0.45 inch (its ASF ":units length 0.45")
+UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254, "ft": 0.3048, "cmu": 0.0254 / 0.45}
+AUTO_UNITS = ("m", "cm", "mm", "in", "cmu")  # tried in this order by scale="auto"
+
+
 class BVHError(ValueError):
     """A malformed BVH file."""
 
 
-def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", labels=None) -> Clip:
-    """Read a BVH file into a :class:`Clip` (Z up, metres)."""
+class BVHUnitsError(BVHError):
+    """A BVH file whose body is not of human size in the units asked for (or in any unit tried)."""
+
+
+def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", labels=None,
+             height_range: tuple[float, float] | None = PLAUSIBLE_BODY_HEIGHT_M) -> Clip:
+    """Read a BVH file into a :class:`Clip` (Z up, metres).  ``scale``: ``"auto"``, a unit name of
+    :data:`UNITS` or metres per file unit; ``height_range``: the allowed head-to-ankle length in
+    metres (None: no check); module docstring."""
     path = Path(path)
+    if not ((isinstance(scale, str) and (scale == "auto" or scale in UNITS)) or (isinstance(scale, (int, float)) and not isinstance(scale, bool)
+                                                   and np.isfinite(scale) and scale > 0)):
+        raise BVHError(f"{path}: scale={scale!r}; allowed: 'auto', a unit name ({', '.join(UNITS)}) or a "
+                       "positive number of metres per file unit")
+    if height_range is not None:
+        try:
+            lo, hi = (float(v) for v in height_range)
+            ok = 0 < lo < hi
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise BVHError(f"{path}: height_range={height_range!r}; allowed: None or (low, high) metres "
+                           "with 0 < low < high")
+    if up not in ("y", "z"):
+        raise BVHError(f"{path}: up axis {up!r}; allowed: y, z")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -201,7 +241,8 @@ def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", la
     if not finite.all():
         f = int(np.argmin(finite))
         raise err(f"frame {f}: NaN or infinite values in the MOTION block", rows[f][0])
-    return _to_clip(path, names, parents, np.array(offsets), channels, values, 1.0 / frame_time, scale, up, labels)
+    return _to_clip(path, names, parents, np.array(offsets), channels, values, 1.0 / frame_time, scale, up, labels,
+                    height_range)
 
 
 def _is_number(token: str) -> bool:
@@ -212,21 +253,51 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _to_clip(path, names, parents, offsets, channels, values, fps, scale, up, labels) -> Clip:
+def _height_table(height: float) -> str:
+    return ", ".join(f"{height * UNITS[u]:.3g} m in {u}" for u in AUTO_UNITS)
+
+
+def infer_scale(skeleton: Skeleton, scale: float | str = "auto",
+                height_range: tuple[float, float] | None = PLAUSIBLE_BODY_HEIGHT_M, path: str | Path = "") -> float:
+    """Metres per unit for ``skeleton`` (file units, Z up): the rule of the module docstring.
+    Raises :class:`BVHUnitsError` when the body is not of human size."""
+    h = body_height(skeleton)
+    where = f"{path}: " if str(path) else ""
+    if h is None:  # not a body: the older median-bone rule, no height check
+        if scale != "auto":
+            return float(UNITS.get(scale, scale))
+        # median bone length: ~0.1-0.4 in metres, ~10-40 in centimetres
+        bones = np.linalg.norm(np.asarray(skeleton.offsets)[1:], axis=1)
+        bones = bones[bones > 0]
+        return 0.01 if len(bones) and float(np.median(bones)) > 2.0 else 1.0
+    lo, hi = height_range if height_range is not None else (0.0, np.inf)
+    if scale == "auto":
+        for band in (TYPICAL_BODY_HEIGHT_M, (lo, hi)):
+            for u in AUTO_UNITS:
+                if band[0] <= h * UNITS[u] <= band[1] and lo <= h * UNITS[u] <= hi:
+                    return UNITS[u]
+        raise BVHUnitsError(f"{where}the body measures {h:.4g} file units from head to ankle along the bones "
+                            f"({_height_table(h)}); none of the units tried ({', '.join(AUTO_UNITS)}) gives a "
+                            f"human ({lo:g}-{hi:g} m head to ankle, ~0.8 x standing height); pass scale=<metres "
+                            f"per file unit> or a unit name ({', '.join(UNITS)}), or height_range=None for a "
+                            "skeleton that is not a human")
+    value = float(UNITS.get(scale, scale))
+    if not lo <= h * value <= hi:
+        fits = [u for u in AUTO_UNITS if lo <= h * UNITS[u] <= hi]
+        raise BVHUnitsError(f"{where}scale={scale!r} makes the body {h * value:.3g} m from head to ankle along the "
+                            f"bones ({h:.4g} file units); allowed: {lo:g}-{hi:g} m (a human, ~0.8 x standing "
+                            f"height)" + (f"; the file's units look like {fits[0]!r}" if fits else "")
+                            + "; pass height_range=None for a skeleton that is not a human")
+    return value
+
+
+def _to_clip(path, names, parents, offsets, channels, values, fps, scale, up, labels, height_range) -> Clip:
     from scipy.spatial.transform import Rotation
 
     T, J = len(values), len(names)
     parents = np.array(parents)
-    if scale == "auto":
-        # median bone length: ~0.1-0.4 in metres, ~10-40 in centimetres (a start position stored
-        # in an offset, as Bandai's Hips, does not move the median)
-        bones = np.linalg.norm(offsets[1:], axis=1)
-        bones = bones[bones > 0]
-        scale = 0.01 if len(bones) and float(np.median(bones)) > 2.0 else 1.0
-    scale = float(scale)
-    if up not in ("y", "z"):
-        raise BVHError(f"{path}: up axis {up!r}; allowed: y, z")
     C = Y_UP_TO_Z_UP if up == "y" else np.eye(3)
+    scale = infer_scale(Skeleton(tuple(names), parents, np.asarray(offsets, float) @ C.T), scale, height_range, path)
     trans = np.broadcast_to(offsets, (T, J, 3)).copy()
     rots = np.broadcast_to(np.eye(3), (T, J, 3, 3)).copy()
     col = 0

@@ -11,6 +11,13 @@ or per-frame translations when the file animates them).  Forward kinematics:
     x[t, j]    = x[t, parent(j)] + G[t, parent(j)] p[t, j]
 
 World frame: Z up, metres.
+
+Body size: :func:`body_height` is the length of the bone chain from the head joint to the ankles
+(rotation-free, so it does not depend on the rest pose or the file's axes); it is what the BVH
+reader infers units from (:mod:`scloop.motion.bvh`) and what the physics model checks before it
+builds a humanoid.  For an adult it is ~0.8 x the standing height (Bandai-Namco: 1.34 m;
+DeepMimic humanoid3d, neck to ankle: 1.38 m).  Shapes that cannot be used raise
+:class:`SkeletonError`, a ``ValueError`` naming the joint and what is allowed.
 """
 
 from __future__ import annotations
@@ -21,6 +28,16 @@ from typing import Mapping
 import numpy as np
 
 FOOT_KEYWORDS = ("toe", "foot", "ankle")
+HEAD_KEYWORDS = ("head",)
+# head-to-ankle bone chain of a human (m): "typical" covers adults (standing ~1.25-2.15 m), the
+# "plausible" range everything from a toddler to beyond the tallest people on record
+TYPICAL_BODY_HEIGHT_M = (1.0, 1.75)
+PLAUSIBLE_BODY_HEIGHT_M = (0.6, 2.2)
+
+
+class SkeletonError(ValueError):
+    """A skeleton that cannot be used for what was asked (the message names the joint, the value
+    and what is allowed)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,65 @@ class Skeleton:
     def foot_joints(self) -> list[int]:
         """Joints whose name says foot, toe or ankle (the contact joints of the metrics)."""
         return [j for j, n in enumerate(self.names) if any(k in n.lower() for k in FOOT_KEYWORDS)]
+
+    def rest_positions(self) -> np.ndarray:
+        """(J, 3) joint positions with every local rotation the identity (the rest pose)."""
+        off = np.asarray(self.offsets, dtype=float)
+        P = np.zeros_like(off)
+        for j, p in enumerate(np.asarray(self.parents)):
+            P[j] = off[j] if p < 0 else P[p] + off[j]
+        return P
+
+    def chain_length(self, a: int, b: int) -> float:
+        """Length of the bone path between joints ``a`` and ``b`` (through their common ancestor)."""
+        parents = np.asarray(self.parents)
+        L = self.bone_lengths()
+        up_a, k = {}, a
+        dist = 0.0
+        while k >= 0:
+            up_a[k] = dist
+            dist += L[k]
+            k = int(parents[k])
+        dist, k = 0.0, b
+        while k not in up_a:
+            dist += L[k]
+            k = int(parents[k])
+        return float(dist + up_a[k])
+
+
+def body_landmarks(skeleton: Skeleton) -> tuple[int, list[int]] | None:
+    """(head joint, ankle joints) of a human-like skeleton, or None when it does not look like one.
+
+    Head: the first joint whose name says head; feet: the joints whose name says foot / toe /
+    ankle that have such a joint below them (ankles), else all of them.  Without those names a
+    skeleton of 10 or more joints is measured in its rest pose (Z up): the highest joint is the
+    head and the lowest the foot.  Smaller unnamed skeletons are not taken for a body."""
+    J = skeleton.n_joints
+    names = [n.lower() for n in skeleton.names]
+    head = next((j for j, n in enumerate(names) if any(k in n for k in HEAD_KEYWORDS)), None)
+    feet = skeleton.foot_joints()
+    fs = set(feet)
+    ankles = [f for f in feet if any(c in fs for c in skeleton.children(f))] or feet
+    if head is None or not ankles:
+        if J < 10:
+            return None
+        z = skeleton.rest_positions()[:, 2]
+        head = int(np.argmax(z)) if head is None else head
+        ankles = ankles or [int(np.argmin(z))]
+    ankles = [a for a in ankles if a != head]
+    return (head, ankles) if ankles else None
+
+
+def body_height(skeleton: Skeleton) -> float | None:
+    """Head-to-ankle length of the skeleton along its bones (skeleton units; the mean over the
+    ankles of :meth:`Skeleton.chain_length`), or None for a skeleton that does not look like a
+    body (:func:`body_landmarks`).  ~0.8 x the standing height of an adult (module docstring)."""
+    marks = body_landmarks(skeleton)
+    if marks is None:
+        return None
+    head, ankles = marks
+    h = float(np.mean([skeleton.chain_length(head, a) for a in ankles]))
+    return h if h > 0 else None
 
 
 def fk(parents: np.ndarray, rotations: np.ndarray, translations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,13 @@ def gen0_key(spec: ExperimentSpec) -> str:
     version = getattr(MODELS.get(spec.model.name), "cache_version", None) if spec.model.name in MODELS else None
     if version is not None:
         blob["model_cache_version"] = version
+    # a user's model or task: its code fingerprint, so that editing its fit never reuses a stale
+    # generation 0 (scloop's own plugins keep the keys above: their cache_version says it)
+    from scloop.core.registry import TASKS
+
+    for key, registry, name in (("model_code", MODELS, spec.model.name), ("task_code", TASKS, spec.task.name)):
+        if name in registry and not registry.info(name).builtin:
+            blob[key] = registry.info(name).fingerprint
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

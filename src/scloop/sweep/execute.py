@@ -42,7 +42,6 @@ from scloop.sweep.spec import SweepSpec
 log = logging.getLogger("scloop")
 
 EXECUTORS = ("local", "ray")
-MAX_POOL_RESTARTS = 2  # new worker pools after a sweep worker died
 
 
 @dataclass
@@ -191,11 +190,13 @@ def prepare_sweep(sweep: SweepSpec, out: Path | str, *, force: bool = False, res
 
 def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "local", jobs: int = 0,
               address: str | None = None, force: bool = False, resume: bool = False, quiet: bool = False,
-              on_event: Callable[[dict[str, Any]], None] | None = None, plugins=()) -> SweepSummary:
+              on_event: Callable[[dict[str, Any]], None] | None = None, plugins=(),
+              callbacks=()) -> SweepSummary:
     """Run every point of ``sweep`` into ``<out>/<sweep.name>`` (see the module docstring).
     ``jobs``: parallel runs (0 = one per CPU core; for Ray, the CPUs of a cluster it starts).
     ``plugins``: plugin modules / ``.py`` files for every run (loaded here, in each worker
-    process and in each Ray task)."""
+    process and in each Ray task).  ``callbacks``: per-generation hooks (see
+    :mod:`scloop.runner.hooks`), fed here with each run's records when it completes."""
     from scloop.plugins import load_plugins, plugin_payload, resolve_ref
 
     refs = tuple(resolve_ref(r) for r in plugins)
@@ -226,6 +227,8 @@ def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "lo
             summary.failed += 1
             summary.failures.append((res["run_id"], res["error"]))
         progress.done(res)
+        if callbacks and outcome == "complete":
+            _replay(path, res["run_id"], callbacks)
         if on_event is not None:
             on_event(res)
 
@@ -245,6 +248,24 @@ def run_sweep(sweep: SweepSpec, *, out: Path | str = "runs", executor: str = "lo
     return summary
 
 
+def _replay(sweep_dir: Path, run_id: str, callbacks) -> None:
+    """Hand a finished run's records to the callbacks (the run ran in another process)."""
+    import yaml
+
+    from scloop.core.config import spec_from_dict
+    from scloop.runner.hooks import Dispatcher, RunInfo, call_all
+    from scloop.store.run_store import RunStore
+
+    store = RunStore(Path(sweep_dir) / "runs" / run_id)
+    try:
+        info = RunInfo(run_id, store.path, spec_from_dict(yaml.safe_load(store.config_text())), "running")
+        call_all(callbacks, "on_run_start", info)
+        Dispatcher(store, callbacks).flush()
+        call_all(callbacks, "on_run_end", RunInfo(run_id, store.path, info.spec, "complete"))
+    finally:
+        store.close()
+
+
 def _run_local(path: str, ids: list[str], jobs: int, record, progress, payload: dict | None = None) -> None:
     if jobs == 1 or len(ids) == 1:
         # in-process: no pool to start (the runner's own worker pool is not used either)
@@ -261,11 +282,12 @@ def _run_local(path: str, ids: list[str], jobs: int, record, progress, payload: 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    todo = ids
-    for restart in range(MAX_POOL_RESTARTS + 1):
+    todo, serial = ids, False
+    while todo:
         lost: list[str] = []  # runs in flight or queued when a worker died (the pool dies with it)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(os.getpid(), payload)) as ex:
+        rank = {rid: i for i, rid in enumerate(todo)}
+        with ProcessPoolExecutor(max_workers=1 if serial else jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(os.getpid(), payload)) as ex:
             def one_pass(ids: list[str], blocking: bool) -> list[str]:
                 if lost:
                     lost.extend(ids)
@@ -287,19 +309,22 @@ def _run_local(path: str, ids: list[str], jobs: int, record, progress, payload: 
             _two_passes(todo, one_pass)
         if not lost:
             return
-        if restart == MAX_POOL_RESTARTS:
-            for rid in lost:
-                _collect(path, rid, _raise_died, "worker process died", record, [])
-            return
-        # a killed worker takes the whole pool down: the other runs go on in a new pool (a partial
-        # run resumes from its checkpoint; the killed one is retried, and recorded failed if its
-        # worker dies every time)
-        log.warning("a sweep worker process died; continuing %d runs in new worker processes", len(lost))
-        todo = lost
+        lost.sort(key=lambda rid: rank.get(rid, len(rank)))
+        if serial:
+            # one run at a time: the first lost run was the one in flight, the one whose worker died
+            _collect(path, lost[0], _raise_died, "worker process died", record, [])
+            todo = lost[1:]
+        else:
+            # a killed worker takes the whole pool down, so which run killed it is not known: the
+            # lost runs go on one at a time in a new pool (a partial run resumes from its
+            # checkpoint), where a death names its run
+            log.warning("a sweep worker process died; continuing %d runs one at a time in a new worker process",
+                        len(lost))
+            serial, todo = True, lost
 
 
 def _raise_died() -> dict[str, Any]:
-    raise RuntimeError(f"its worker process died {MAX_POOL_RESTARTS + 1} times (killed, or out of memory)")
+    raise RuntimeError("its worker process died, also when it ran alone (killed, or out of memory)")
 
 
 def _two_passes(ids: list[str], one_pass: Callable[[list[str], bool], list[str]]) -> None:

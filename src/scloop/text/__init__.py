@@ -1,0 +1,1 @@
+"""scloop's text modality (placeholder while stage 1 is written)."""
