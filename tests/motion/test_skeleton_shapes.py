@@ -97,8 +97,8 @@ def smpl_joints() -> list[J]:
 
 
 def seventy_joints() -> list[J]:
-    """70 joints, millimetres: a body with two-segment feet, jaw and eyes, and four phalanges for
-    each of five fingers per hand.  Finger tips have ``CHANNELS 0``, the eyes no CHANNELS line at
+    """70 joints, millimetres: a body with two-segment feet, jaw and eyes, a zero-length forearm
+    twist joint and four phalanges for each of five fingers per hand.  Finger tips have ``CHANNELS 0``, the eyes no CHANNELS line at
     all, the knees one channel (Xrotation), the elbows two (Zrotation Yrotation)."""
     zyx = ROT
     leg = [J("LeftUpLeg", "Hips", (90, -60, 0)), J("LeftLeg", "LeftUpLeg", (0, -420, 0), ("Xrotation",)),
@@ -106,7 +106,8 @@ def seventy_joints() -> list[J]:
            J("LeftToeEnd", "LeftToeBase", (0, 0, 40), end=(0, 0, 20))]
     arm = [J("LeftShoulder", "Spine2", (30, 150, 0)), J("LeftArm", "LeftShoulder", (140, 20, 0), amp=15),
            J("LeftForeArm", "LeftArm", (280, 0, 0), ("Zrotation", "Yrotation"), amp=10),
-           J("LeftHand", "LeftForeArm", (250, 0, 0))]
+           J("LeftForeArmRoll", "LeftForeArm", (0, 0, 0), ("Xrotation",), amp=10),  # zero-length twist joint
+           J("LeftHand", "LeftForeArmRoll", (250, 0, 0))]
     for f, (dz, n) in enumerate(((30, "Thumb"), (20, "Index"), (0, "Middle"), (-20, "Ring"), (-35, "Pinky"))):
         parent = "LeftHand"
         for k, L in enumerate((0 if n == "Thumb" else 60, 40, 25, 20)):
@@ -206,7 +207,7 @@ def test_cmu_style_bvh_reads_at_a_plausible_height(tmp_path):
     same = read_bvh(tmp_path / "cmu31.bvh", scale="cmu")
     np.testing.assert_allclose(same.positions(), X)
     np.testing.assert_allclose(read_bvh(tmp_path / "cmu31.bvh", scale=0.0254 / 0.45).positions(), X)
-    with pytest.raises(BVHUnitsError, match=r"scale='cm' makes the body 0.279 m .* allowed: 0.6-2.2 m.*look like 'cmu'"):
+    with pytest.raises(BVHUnitsError, match=r"scale='cm' makes the body 0.259 m .* allowed: 0.6-2.2 m.*look like 'cmu'"):
         read_bvh(tmp_path / "cmu31.bvh", scale="cm")
     tiny = read_bvh(tmp_path / "cmu31.bvh", scale="cm", height_range=None)  # check off: read as asked
     assert tiny.positions()[:, sk.index("Head"), 2].mean() < 0.3
@@ -223,7 +224,7 @@ def test_units_inferred_from_the_body_height(tmp_path, unit, factor):
     p.write_text(bvh_text(joints, floor_gap=0.08 * factor))
     c = read_bvh(p)
     assert body_height(c.skeleton) == pytest.approx(1.593, abs=1e-3)
-    assert c.positions()[:, c.skeleton.index("Head"), 2].mean() == pytest.approx(0.08 + 0.46 + 0.05 + 0.66, abs=0.03)
+    assert c.positions()[:, c.skeleton.index("Head"), 2].mean() == pytest.approx(1.62, abs=0.01)
 
 
 def test_implausible_bodies_raise_a_named_error(tmp_path):
@@ -235,7 +236,7 @@ def test_implausible_bodies_raise_a_named_error(tmp_path):
     with pytest.raises(BVHUnitsError) as info:
         read_bvh(p)
     msg = str(info.value)
-    assert str(p) in msg and "0.0083 file units from head to ankle" in msg and "m in cmu" in msg
+    assert str(p) in msg and "0.007965 file units from head to ankle" in msg and "m in cmu" in msg
     assert "pass scale=" in msg and isinstance(info.value, BVHError) and isinstance(info.value, ValueError)
     assert read_bvh(p, height_range=None).n_frames == 60
     for bad, message in ((0.0, "scale=0.0; allowed"), ("furlong", "scale='furlong'; allowed"), (True, "scale=True")):

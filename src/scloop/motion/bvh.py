@@ -257,6 +257,15 @@ def _height_table(height: float) -> str:
     return ", ".join(f"{height * UNITS[u]:.3g} m in {u}" for u in AUTO_UNITS)
 
 
+def _auto_unit(height: float, lo: float, hi: float) -> str | None:
+    """The first unit of AUTO_UNITS giving a typical adult, else the first giving ``lo``-``hi`` m."""
+    for band in (TYPICAL_BODY_HEIGHT_M, (lo, hi)):
+        for u in AUTO_UNITS:
+            if band[0] <= height * UNITS[u] <= band[1] and lo <= height * UNITS[u] <= hi:
+                return u
+    return None
+
+
 def infer_scale(skeleton: Skeleton, scale: float | str = "auto",
                 height_range: tuple[float, float] | None = PLAUSIBLE_BODY_HEIGHT_M, path: str | Path = "") -> float:
     """Metres per unit for ``skeleton`` (file units, Z up): the rule of the module docstring.
@@ -271,11 +280,10 @@ def infer_scale(skeleton: Skeleton, scale: float | str = "auto",
         bones = bones[bones > 0]
         return 0.01 if len(bones) and float(np.median(bones)) > 2.0 else 1.0
     lo, hi = height_range if height_range is not None else (0.0, np.inf)
+    auto = _auto_unit(h, lo, hi)
     if scale == "auto":
-        for band in (TYPICAL_BODY_HEIGHT_M, (lo, hi)):
-            for u in AUTO_UNITS:
-                if band[0] <= h * UNITS[u] <= band[1] and lo <= h * UNITS[u] <= hi:
-                    return UNITS[u]
+        if auto is not None:
+            return UNITS[auto]
         raise BVHUnitsError(f"{where}the body measures {h:.4g} file units from head to ankle along the bones "
                             f"({_height_table(h)}); none of the units tried ({', '.join(AUTO_UNITS)}) gives a "
                             f"human ({lo:g}-{hi:g} m head to ankle, ~0.8 x standing height); pass scale=<metres "
@@ -283,10 +291,9 @@ def infer_scale(skeleton: Skeleton, scale: float | str = "auto",
                             "skeleton that is not a human")
     value = float(UNITS.get(scale, scale))
     if not lo <= h * value <= hi:
-        fits = [u for u in AUTO_UNITS if lo <= h * UNITS[u] <= hi]
         raise BVHUnitsError(f"{where}scale={scale!r} makes the body {h * value:.3g} m from head to ankle along the "
                             f"bones ({h:.4g} file units); allowed: {lo:g}-{hi:g} m (a human, ~0.8 x standing "
-                            f"height)" + (f"; the file's units look like {fits[0]!r}" if fits else "")
+                            f"height)" + (f"; the file's units look like {auto!r}" if auto else "")
                             + "; pass height_range=None for a skeleton that is not a human")
     return value
 

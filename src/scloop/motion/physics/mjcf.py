@@ -18,6 +18,30 @@ geom at sole level digs into the floor when the cleaned mocap flexes the toes; p
 Masses are proportional to geom volume, scaled so the total is ``mass_kg``.  Body geoms collide
 with the floor only (contype 2 / conaffinity 1 versus the floor's 1 / 1).
 
+Odd shapes (BVH files as distributed: CMU's zero-length hip and lower-back bones, fingers, twist
+joints; skeletons of 15-70 joints):
+
+- a zero-length bone gets no capsule; a body left without any geom (all its bones zero-length,
+  e.g. a joint whose only child is a twist joint at the same point) gets a small inertial
+  (``NO_GEOM_MASS``) so that its hinges have something to move;
+- the pelvis girdle joins the first joints of the two legs that lie >= 1 cm from the pelvis
+  (through zero-length hip joints), none if they are closer than 1 cm;
+- a leaf joint is extended along the last bone of non-zero length above it, by at most 8 cm and
+  at most that bone's length (fingertips stay finger-sized);
+- a foot joint with no toe joint below it (DeepMimic's ankles, a body without toes) gets a foot
+  box whose sole lies ``ankle_height`` below the ankle, pointing along ``foot_forward`` (the
+  tracker passes the clip's walking direction; fallback: the skeleton's forward axis at the
+  neutral pose), from ``heel_back`` behind to ``toe_front`` in front of the ankle;
+- joint names are sanitised and made unique, also against MuJoCo's ``world`` and the mocap
+  bodies ``ref_pos`` / ``ref_rot``;
+- a joint that does not move in the clip (0 rotation channels in a BVH file) has all three hinges
+  locked by the tracker: its body is welded to its parent.
+
+A body outside the human range (:func:`scloop.motion.skeleton.body_height` outside
+``PLAUSIBLE_BODY_HEIGHT_M``: wrong units), a joint hanging off a merged root, or a model that
+MuJoCo rejects anyway raises :class:`PhysicsModelError` (a :class:`SkeletonError`, so a
+``ValueError``) naming the skeleton's joint and what is allowed, never MuJoCo's own message alone.
+
 Actuators: one position actuator per hinge with
 ``kp = max(stiffness * m_load * g * lever, (2 pi f_pd)^2 M_jj, kp_min)`` where ``m_load`` is the
 mass the joint supports (whole body for the leg joints, i.e. joints between pelvis and a foot
@@ -37,12 +61,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scloop.motion.skeleton import Skeleton
+from scloop.motion.skeleton import PLAUSIBLE_BODY_HEIGHT_M, Skeleton, SkeletonError, body_height
 
 G = 9.81
 HINGE_AXES = (("z", (0.0, 0.0, 1.0)), ("x", (1.0, 0.0, 0.0)), ("y", (0.0, 1.0, 0.0)))
 EULER_ORDER = "ZXY"  # scipy intrinsic; matches the hinge order above
 HARNESS = ("harness_x", "harness_y", "harness_z", "harness_rx", "harness_ry", "harness_rz")
+RESERVED_NAMES = ("world", "ref_pos", "ref_rot")  # MuJoCo's world body and the harness' mocap bodies
+NO_GEOM_MASS = 0.05  # kg, inertial of a body whose bones all have zero length
+MIN_BONE = 1e-3  # m: shorter bones get no capsule
+
+
+class PhysicsModelError(SkeletonError):
+    """A skeleton the physics correction cannot build a humanoid for (the message says why)."""
 
 # capsule radius (m) by name keyword, first match wins; default 0.04
 _RADII = (("head", 0.09), ("neck", 0.05), ("chest", 0.11), ("spine", 0.10), ("hips", 0.10), ("pelvis", 0.10),
@@ -55,7 +86,9 @@ _RADII = (("head", 0.09), ("neck", 0.05), ("chest", 0.11), ("spine", 0.10), ("hi
 class Layout:
     """How skeleton joints map to the model: ``merged`` (root joints without a body), ``pelvis``
     (free joint), ``hinged`` (three hinges each, names ``f"{body}_{axis}"``), ``body`` names
-    (sanitised joint names, ``""`` for merged joints), ``ankles`` / ``toes`` (contact joints)."""
+    (sanitised joint names, ``""`` for merged joints), ``ankles`` / ``toes`` (contact joints:
+    the topmost foot joints with a toe joint >= 1 cm below them, and those toes), ``flat`` (the
+    topmost foot joints without one: a foot box under the ankle)."""
 
     merged: tuple[int, ...]
     pelvis: int
@@ -63,6 +96,7 @@ class Layout:
     body: tuple[str, ...]
     ankles: tuple[int, ...]
     toes: tuple[int, ...]
+    flat: tuple[int, ...] = ()
 
 
 def layout(skeleton: Skeleton) -> Layout:
@@ -78,9 +112,12 @@ def layout(skeleton: Skeleton) -> Layout:
     hinged = tuple(k for k in range(skeleton.n_joints) if k not in merged and k != pelvis)
     for k in hinged:
         if parents[k] in merged:
-            raise ValueError(f"Skeleton: joint {skeleton.names[k]!r} hangs off the merged root; not supported")
+            raise PhysicsModelError(
+                f"skeleton: joint {skeleton.names[k]!r} hangs off the zero-length root joint "
+                f"{skeleton.names[int(parents[k])]!r}, which is folded into {skeleton.names[pelvis]!r}; allowed: "
+                "zero-length root joints with exactly one child each (e.g. a static 'joint_Root' above the hips)")
     body = []
-    used: set[str] = set()
+    used: set[str] = set(RESERVED_NAMES)
     for k, n in enumerate(skeleton.names):
         if k in merged:
             body.append("")
@@ -91,9 +128,22 @@ def layout(skeleton: Skeleton) -> Layout:
         used.add(s)
         body.append(s)
     foot = set(skeleton.foot_joints())
-    ankles = tuple(k for k in sorted(foot) if any(c in foot for c in skeleton.children(k)))
-    toes = tuple(k for k in sorted(foot) if k not in ankles and parents[k] in ankles)
-    return Layout(tuple(merged), pelvis, hinged, tuple(body), ankles, toes)
+    top = [k for k in sorted(foot) if k not in merged and not _has_ancestor_in(parents, k, foot)]
+    toe_kids = {k: [c for c in skeleton.children(k) if c in foot and np.linalg.norm(offsets[c]) >= 0.01]
+                for k in top}
+    ankles = tuple(k for k in top if toe_kids[k])
+    toes = tuple(toe_kids[k][0] for k in ankles)
+    flat = tuple(k for k in top if not toe_kids[k] and k != pelvis)
+    return Layout(tuple(merged), pelvis, hinged, tuple(body), ankles, toes, flat)
+
+
+def _has_ancestor_in(parents: np.ndarray, k: int, group: set[int]) -> bool:
+    k = int(parents[k])
+    while k >= 0:
+        if k in group:
+            return True
+        k = int(parents[k])
+    return False
 
 
 def _radius(name: str) -> float:
