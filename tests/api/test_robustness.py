@@ -148,3 +148,19 @@ def test_corrupt_sweep_database_is_a_named_error(tmp_path):
     with pytest.raises(ConfigError, match="sweep.sqlite: not a readable sweep database"):
         scloop.sweep(str(tmp_path / "sw.yaml"), out=tmp_path / "out", workers=1)
     assert db.read_bytes() == b"x" * 4096
+
+
+def test_a_run_killed_while_being_created_starts_afresh(tmp_path):
+    """Killed between its database and its units/status: the next run (or --resume) must not
+    take the empty run for a finished one."""
+    cfg = {"task": "gaussian", "gamma": [1], "n_generations": 2, "seeds": 2}
+    ref = scloop.run(cfg, out=tmp_path, run_id="ref")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / ".scloop-run").write_text("created by scloop\n")
+    (half / "config.yaml").write_text((ref.path / "config.yaml").read_text())
+    import sqlite3
+
+    sqlite3.connect(half / "results.sqlite").close()  # the database exists, nothing else does
+    again = scloop.run(cfg, out=tmp_path, run_id="half", resume=True)
+    assert len(again.table()) == len(ref.table()) > 0

@@ -246,9 +246,15 @@ def run_experiment(spec: ExperimentSpec, *, out: Path | str = "runs", run_id: st
     out = Path(out)
     path = out / run_id
     store = RunStore(path)
+    if path.exists() and not store.exists() and (path / MARKER).is_file():
+        remove_run_dir(path, out)  # killed before its database existed
     if path.exists() and not store.exists() and any(path.iterdir()) and not force:
         raise ConfigError(f"--run-id {run_id!r}: {path} exists and is not a scloop run; choose another --run-id "
                           "or --out")
+    if store.exists() and not store.status() and (path / MARKER).is_file():
+        # killed while it was being created (no status yet, maybe no units): nothing to keep
+        store.close()
+        remove_run_dir(path, out)
     if store.exists() and not force:
         diffs = identity_differences(store, spec, identity)
         if diffs:
@@ -266,8 +272,10 @@ def run_experiment(spec: ExperimentSpec, *, out: Path | str = "runs", run_id: st
         if force:
             store.close()
             remove_run_dir(path, out)
-        store.create(spec.to_yaml(), build_units(spec))
+        # the marker first: a directory killed half-way through its creation is still known as ours
+        store.path.mkdir(parents=True, exist_ok=True)
         (store.path / MARKER).write_text("created by scloop; `scloop run --force` may delete this directory\n")
+        store.create(spec.to_yaml(), build_units(spec))
     store.write_identity(identity)
     units = store.units()
     payload = plugin_payload() if workers > 1 else None

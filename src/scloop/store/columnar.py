@@ -63,10 +63,6 @@ class Coded:
     def take(self, idx: np.ndarray) -> "Coded":
         return Coded(self.codes[idx], self.values)
 
-    def strings(self) -> np.ndarray:
-        """(R,) object array of str."""
-        return np.array(self.values + [""], dtype=object)[self.codes] if len(self.codes) else np.zeros(0, object)
-
     @staticmethod
     def concat(parts: Sequence["Coded"]) -> "Coded":
         vocab: dict[str, int] = {}
@@ -375,7 +371,3 @@ class Tidy:
                 else:
                     cols.append(c[a:b].tolist())
             yield from zip(*cols)
-
-
-def stage_name(s: str) -> str:
-    return f"{s}_seconds"

@@ -4,13 +4,24 @@ Layout of ``<root>/<run_id>/``::
 
     config.yaml        the resolved experiment spec (exactly what ran)
     status.json        {"state": running|complete|failed, "completed_generation": g, ...}
-    results.sqlite     units, per-generation records and metrics (one transaction per step)
+    results.sqlite     units, provenance, the list of record files; records written one
+                       generation at a time (generic engine, its worker processes)
+    records/           record files (Parquet, columnar, compressed) written in bulk by the
+                       vectorised engine, one per checkpoint (see :mod:`scloop.store.columnar`)
     checkpoints/       latest resumable state (npz, no pickles), atomically replaced
     figures/           written by ``scloop plot``
 
-SQLite (stdlib, embedded, no server) gives atomic per-generation commits: a killed run keeps
-only whole generations.  On resume, rows after the checkpoint being resumed from are deleted
-and recomputed, which reproduces them exactly (every generation has its own random streams).
+SQLite (stdlib, embedded, no server, WAL mode) gives atomic commits to concurrent writers: a
+killed run keeps only whole generations.  A record file is written under a temporary name and
+renamed into place, then listed in the ``segments`` table in one transaction: a file that is
+not listed does not exist for readers (and is deleted by the next writer).  On resume, rows
+after the checkpoint being resumed from are deleted (a record file that holds some is
+rewritten without them) and recomputed, which reproduces them exactly (every generation has
+its own random streams).
+
+Both kinds of records read as one table: :meth:`RunStore.table` and :meth:`RunStore.tidy_rows`
+give one row per metric value, ordered by unit, generation and metric name, then the stage
+timings (``*_seconds``) of every record, ordered by unit and generation.
 """
 
 from __future__ import annotations
@@ -22,14 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 from scloop.store.atomic import CorruptFile, atomic_write_text
+from scloop.store.columnar import (  # noqa: F401  (STAGE_METRICS: re-exported)
+    METRIC_PREFIX, STAGE_METRICS, STAGES, Coded, RecordBatch, Records, Tidy, new_segment_name, read_parquet,
+    records_from_table, records_table, write_parquet,
+)
 
 EXPORT_COLUMNS = (
     "run_id", "task", "arm", "seed", "lambda", "gamma", "n_real", "policy", "correction",
     "generation", "metric", "value",
 )
 EXTRA_COLUMNS = ("status", "n_synthetic")
-STAGE_METRICS = ("sample_seconds", "correct_seconds", "train_seconds", "eval_seconds")
+RECORDS_DIR = "records"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS units (
@@ -42,6 +59,9 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS provenance (id INTEGER PRIMARY KEY, digest TEXT UNIQUE, parts TEXT);
 CREATE TABLE IF NOT EXISTS metric_names (id INTEGER PRIMARY KEY, name TEXT UNIQUE);
 CREATE TABLE IF NOT EXISTS metrics (unit INTEGER, generation INTEGER, metric INTEGER, value REAL);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, file TEXT UNIQUE, n_rows INTEGER, bytes INTEGER,
+    gen_lo INTEGER, gen_hi INTEGER, unit_lo INTEGER, unit_hi INTEGER);
 """
 
 
@@ -96,6 +116,10 @@ class RunStore:
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
+
+    @property
+    def records_dir(self) -> Path:
+        return self.path / RECORDS_DIR
 
     def exists(self) -> bool:
         return (self.path / "results.sqlite").exists()
@@ -179,7 +203,8 @@ class RunStore:
         return pid
 
     def write_records(self, rows: Iterable[tuple]) -> None:
-        """Insert records in one transaction.  Each row is
+        """Insert records in one transaction (row-wise, into SQLite: for writers that commit a
+        generation at a time, possibly from several processes).  Each row is
         ``(unit, generation, status, reason, n_real, n_synthetic, provenance_json,
         seconds: dict, metrics: dict[str, float])``."""
         rec, met = [], []
@@ -192,8 +217,54 @@ class RunStore:
             self.db.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?)", rec)
             self.db.executemany("INSERT INTO metrics VALUES (?,?,?,?)", met)
 
+    def write_batch(self, batch: RecordBatch, *, sync: bool = True) -> int:
+        """Commit a :class:`~scloop.store.columnar.RecordBatch` as one record file (bulk
+        writers: the vectorised engine, once per checkpoint).  Atomic: the file is renamed
+        into place, then listed in one transaction.  Returns the number of records."""
+        if not len(batch):
+            return 0
+        with self.db:
+            ids = {p: self._pid(p) for p in batch.provenances()}
+        rec = batch.records(ids).sorted()
+        return self._write_segment(rec, sync=sync)
+
+    def _write_segment(self, rec: Records, *, sync: bool = True, replace: tuple[int, str] | None = None) -> int:
+        name = new_segment_name()
+        path = self.records_dir / name
+        if len(rec):
+            size = write_parquet(path, records_table(rec), float_columns=_float_columns(rec), sync=sync)
+        with self.db:
+            if replace is not None:
+                self.db.execute("DELETE FROM segments WHERE id=?", (replace[0],))
+            if len(rec):
+                self.db.execute(
+                    "INSERT INTO segments(file, n_rows, bytes, gen_lo, gen_hi, unit_lo, unit_hi) VALUES (?,?,?,?,?,?,?)",
+                    (name, len(rec), size, int(rec.generation.min()), int(rec.generation.max()), int(rec.unit.min()),
+                     int(rec.unit.max())))
+        if replace is not None:
+            (self.records_dir / replace[1]).unlink(missing_ok=True)
+        return len(rec)
+
+    def _segments(self, generations: Iterable[int] | None = None) -> list[tuple]:
+        rows = self.db.execute("SELECT id, file, gen_lo, gen_hi, unit_lo, unit_hi FROM segments ORDER BY id").fetchall()
+        if generations is not None:
+            gens = sorted(int(g) for g in generations)
+            rows = [r for r in rows if any(r[2] <= g <= r[3] for g in gens)]
+        return rows
+
+    def remove_unlisted_files(self) -> None:
+        """Delete record files that no transaction listed (left by a writer killed between
+        writing and listing them).  Call only from the one process writing record files."""
+        if not self.records_dir.is_dir():
+            return
+        listed = {r[0] for r in self.db.execute("SELECT file FROM segments")}
+        for p in self.records_dir.iterdir():
+            if p.name not in listed:
+                p.unlink(missing_ok=True)
+
     def truncate_after(self, generation: int, units: Iterable[int] | None = None) -> None:
         """Delete rows after ``generation`` (for all units, or the given ones)."""
+        units = None if units is None else sorted({int(u) for u in units})
         with self.db:
             if units is None:
                 self.db.execute("DELETE FROM records WHERE generation > ?", (generation,))
@@ -202,64 +273,240 @@ class RunStore:
                 for u in units:
                     self.db.execute("DELETE FROM records WHERE unit=? AND generation > ?", (u, generation))
                     self.db.execute("DELETE FROM metrics WHERE unit=? AND generation > ?", (u, generation))
+        uarr = None if units is None else np.asarray(units, dtype=np.int64)
+        for sid, file, glo, ghi, ulo, uhi in self._segments():
+            if ghi <= generation:
+                continue
+            if uarr is not None and not np.any((uarr >= ulo) & (uarr <= uhi)):
+                continue
+            rec = records_from_table(read_parquet(self.records_dir / file))
+            drop = rec.generation > generation
+            if uarr is not None:
+                drop &= np.isin(rec.unit, uarr)
+            if not drop.any():
+                continue
+            self._write_segment(rec.take(np.nonzero(~drop)[0]), replace=(sid, file))
 
     def last_generation(self, unit: int) -> tuple[int, str]:
         row = self.db.execute(
             "SELECT generation, status FROM records WHERE unit=? ORDER BY generation DESC LIMIT 1", (unit,)
         ).fetchone()
-        return (row[0], row[1]) if row else (-1, "")
+        best = (row[0], row[1]) if row else (-1, "")
+        for sid, file, glo, ghi, ulo, uhi in self._segments():
+            if not (ulo <= unit <= uhi) or ghi <= best[0]:
+                continue
+            rec = records_from_table(read_parquet(self.records_dir / file, ["unit", "generation", "status"]))
+            idx = np.nonzero(rec.unit == unit)[0]
+            if len(idx):
+                i = idx[np.argmax(rec.generation[idx])]
+                if rec.generation[i] > best[0]:
+                    best = (int(rec.generation[i]), rec.status.values[rec.status.codes[i]])
+        return best
+
+    def max_generation(self) -> int:
+        row = self.db.execute("SELECT MAX(generation) FROM records").fetchone()
+        seg = self.db.execute("SELECT MAX(gen_hi) FROM segments").fetchone()
+        vals = [int(v) for v in (row[0], seg[0]) if v is not None]
+        return max(vals) if vals else -1
+
+    # ------------------------------------------------------------------ reading
+    def _sqlite_records(self, metrics: Iterable[str] | None, after_rowid: int = 0) -> tuple[Records, int]:
+        """Records written row-wise (``write_records``) with rowid > ``after_rowid``, in rowid
+        order, and the largest rowid read."""
+        rows = self.db.execute(
+            "SELECT rowid, unit, generation, status, reason, n_real, n_synthetic, provenance, sample_seconds, "
+            "correct_seconds, train_seconds, eval_seconds FROM records WHERE rowid > ? ORDER BY rowid",
+            (after_rowid,)).fetchall()
+        if not rows:
+            return Records.empty(), after_rowid
+        cols = list(zip(*rows))
+        unit = np.asarray(cols[1], dtype=np.int64)
+        gen = np.asarray(cols[2], dtype=np.int64)
+        where: list[str] = []
+        args: list[Any] = []
+        if metrics is not None:
+            names = list(metrics)
+            where.append(f"n.name IN ({','.join('?' * len(names))})")
+            args.extend(names)
+        if after_rowid:
+            where.append("(m.unit, m.generation) IN (SELECT unit, generation FROM records WHERE rowid > ?)")
+            args.append(after_rowid)
+        met = self.db.execute(
+            "SELECT m.unit, m.generation, n.name, m.value FROM metrics m JOIN metric_names n ON n.id = m.metric "
+            + ("WHERE " + " AND ".join(where) if where else ""), args).fetchall()
+        index = {(u, g): i for i, (u, g) in enumerate(zip(cols[1], cols[2]))}
+        ms: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for u, g, name, v in met:
+            i = index.get((u, g))
+            if i is None:
+                continue
+            if name not in ms:
+                ms[name] = (np.full(len(rows), np.nan), np.zeros(len(rows), bool))
+            ms[name][0][i] = np.nan if v is None else v
+            ms[name][1][i] = True
+        rec = Records(unit, gen, Coded.encode(cols[3]), Coded.encode(r or "" for r in cols[4]),
+                      np.asarray(cols[5], dtype=np.int64), np.asarray(cols[6], dtype=np.int64),
+                      np.asarray(cols[7], dtype=np.int64),
+                      {s: np.asarray([0.0 if v is None else v for v in cols[8 + i]], dtype=float)
+                       for i, s in enumerate(STAGES)}, ms)
+        return rec, int(cols[0][-1])
+
+    def _segment_records(self, sid_file: tuple, metrics: Iterable[str] | None, generations=None) -> Records:
+        columns = None
+        if metrics is not None:
+            columns = [c for c in ("unit", "generation", "status", "reason", "n_real", "n_synthetic", "provenance")]
+            columns += [f"{s}_seconds" for s in STAGES] + [METRIC_PREFIX + m for m in metrics]
+        t = read_parquet(self.records_dir / sid_file[1], columns)
+        if generations is not None:
+            import pyarrow.compute as pc
+
+            t = t.filter(pc.is_in(t.column("generation"), value_set=_pa_int_array(generations)))
+        return records_from_table(t)
+
+    def load_records(self, *, metrics: Iterable[str] | None = None,
+                     generations: Iterable[int] | None = None) -> Records:
+        """Every record (row-wise and file ones), sorted by (unit, generation); ``metrics``:
+        only these metric columns; ``generations``: only these generations."""
+        gens = None if generations is None else [int(g) for g in generations]
+        rec, _ = self._sqlite_records(metrics)
+        if gens is not None and len(rec):
+            rec = rec.take(np.nonzero(np.isin(rec.generation, gens))[0])
+        parts = [rec] + [self._segment_records(s, metrics, gens) for s in self._segments(gens)]
+        return Records.concat(parts).sorted()
+
+    def new_records(self, cursor: tuple[int, int]) -> tuple[list[Records], tuple[int, int]]:
+        """Records added since ``cursor`` = (last records rowid, last record-file id), in the
+        order they were written (a record file: by generation, then unit), and the new cursor."""
+        rowid, seg_id = cursor
+        out = []
+        rec, rowid = self._sqlite_records(None, rowid)
+        if len(rec):
+            out.append(rec)
+        for sid, file, *_ in self.db.execute("SELECT id, file FROM segments WHERE id > ? ORDER BY id", (seg_id,)):
+            r = records_from_table(read_parquet(self.records_dir / file))
+            out.append(r.take(np.lexsort((r.unit, r.generation))))
+            seg_id = sid
+        return out, (rowid, seg_id)
+
+    def cursor_now(self) -> tuple[int, int]:
+        """The cursor of :meth:`new_records` that skips everything written so far."""
+        a = self.db.execute("SELECT MAX(rowid) FROM records").fetchone()[0]
+        b = self.db.execute("SELECT MAX(id) FROM segments").fetchone()[0]
+        return int(a or 0), int(b or 0)
+
+    def unit_columns(self) -> dict[str, Any]:
+        """The units table in columns: ``lookup`` maps a unit id to its row (-1: unknown)."""
+        rows = self.db.execute(
+            "SELECT unit, task, arm, seed, lambda, gamma, n_real, policy, correction FROM units ORDER BY unit").fetchall()
+        cols = list(zip(*rows)) if rows else [()] * 9
+        ids = np.asarray(cols[0], dtype=np.int64)
+        lookup = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, dtype=np.int64)
+        lookup[ids] = np.arange(len(ids))
+        return {
+            "unit": ids, "lookup": lookup, "task": Coded.encode(cols[1]), "arm": Coded.encode(cols[2]),
+            "seed": np.asarray(cols[3], dtype=np.int64), "lambda": np.asarray(cols[4], dtype=float),
+            "gamma_db": np.asarray(cols[5], dtype=float),
+            "gamma": np.asarray([_gamma_py(g) for g in cols[5]], dtype=float),
+            "n_real": np.asarray(cols[6], dtype=np.int64), "policy": Coded.encode(cols[7]),
+            "correction": Coded.encode(cols[8]),
+        }
+
+    def _tidy(self, include_timing: bool, metric: str | None, generations: Iterable[int] | None) -> Tidy:
+        stage_only = metric in STAGE_METRICS
+        want = None if metric is None else ([] if stage_only else [metric])
+        rec = self.load_records(metrics=want, generations=generations)
+        u = self.unit_columns()
+        pos = _unit_rows(u["lookup"], rec.unit)
+        if not np.all(pos >= 0):  # records of units not in the units table are not shown (a join)
+            keep = np.nonzero(pos >= 0)[0]
+            rec, pos = rec.take(keep), pos[keep]
+        names = sorted(rec.metrics) if not stage_only else []
+        n_rec = len(rec)
+        if names:
+            present = np.stack([rec.metrics[k][1] for k in names], axis=1)  # (R, M)
+            ri, mi = np.nonzero(present)
+            vals = np.stack([rec.metrics[k][0] for k in names], axis=1)[ri, mi]
+        else:
+            ri, mi, vals = np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0)
+        stages = list(range(len(STAGES))) if metric is None else ([STAGE_METRICS.index(metric)] if stage_only else [])
+        if include_timing and stages:
+            k = len(stages)
+            ri_t = np.repeat(np.arange(n_rec), k)
+            si = np.tile(np.asarray(stages, dtype=np.intp), n_rec)
+            secs = np.stack([rec.seconds[s] for s in STAGES], axis=1)
+            ri = np.concatenate([ri, ri_t])
+            vals = np.concatenate([vals, secs[ri_t, si]])
+            mi = np.concatenate([mi, len(names) + si])
+        up = pos[ri]
+        cols: dict[str, Any] = {
+            "run_id": Coded(np.zeros(len(ri), np.intp), [self.run_id]),
+            "task": u["task"].take(up), "arm": u["arm"].take(up), "seed": u["seed"][up],
+            "lambda": u["lambda"][up], "gamma": u["gamma"][up], "n_real": u["n_real"][up],
+            "policy": u["policy"].take(up), "correction": u["correction"].take(up),
+            "generation": rec.generation[ri], "metric": Coded(mi, names + list(STAGE_METRICS)),
+            "value": vals.astype(float), "status": rec.status.take(ri), "n_synthetic": rec.n_synthetic[ri],
+        }
+        return Tidy(cols, EXPORT_COLUMNS + EXTRA_COLUMNS)
 
     # ------------------------------------------------------------------ queries
     def tidy_rows(self, *, include_timing: bool = True, metric: str | None = None,
                   generations: Iterable[int] | None = None) -> Iterator[tuple]:
         """Rows of :data:`EXPORT_COLUMNS` + :data:`EXTRA_COLUMNS`, deterministically ordered,
-        optionally restricted to one metric and some generations."""
-        task = self.db
-        where, args = sql_filters("n.name", "m.generation", metric, generations)
-        q = f"""SELECT u.task, u.arm, u.seed, u.lambda, u.gamma, u.n_real, u.policy, u.correction,
-                      r.generation, n.name, m.value, r.status, r.n_synthetic
-               FROM metrics m JOIN units u ON u.unit = m.unit
-               JOIN records r ON r.unit = m.unit AND r.generation = m.generation
-               JOIN metric_names n ON n.id = m.metric
-               {'WHERE ' + ' AND '.join(where) if where else ''}
-               ORDER BY m.unit, r.generation, n.name"""
-        for row in task.execute(q, args):
-            t, arm, seed, lam, gam, n_real, pol, corr, gen, name, val, status, nsyn = row
-            yield (self.run_id, t, arm, seed, lam, _gamma_py(gam), n_real, pol, corr, gen, name, val, status, nsyn)
-        if include_timing:
-            q = """SELECT u.task, u.arm, u.seed, u.lambda, u.gamma, u.n_real, u.policy, u.correction,
-                          r.generation, r.sample_seconds, r.correct_seconds, r.train_seconds, r.eval_seconds,
-                          r.status, r.n_synthetic
-                   FROM records r JOIN units u ON u.unit = r.unit ORDER BY r.unit, r.generation"""
-            for row in task.execute(q):
-                t, arm, seed, lam, gam, n_real, pol, corr, gen, s1, s2, s3, s4, status, nsyn = row
-                for name, v in zip(STAGE_METRICS, (s1, s2, s3, s4)):
-                    yield (self.run_id, t, arm, seed, lam, _gamma_py(gam), n_real, pol, corr, gen, name, v, status, nsyn)
+        optionally restricted to one metric and some generations (a ``*_seconds`` metric
+        selects that stage's timing rows)."""
+        return self._tidy(include_timing, metric, generations).rows()
 
     def table(self, *, include_timing: bool = True, metric: str | None = None,
               generations: Iterable[int] | None = None):
         """The tidy results as a pandas DataFrame (see :meth:`tidy_rows`)."""
         import pandas as pd
 
-        rows = self.tidy_rows(include_timing=include_timing and metric is None, metric=metric, generations=generations)
-        return pd.DataFrame(list(rows), columns=EXPORT_COLUMNS + EXTRA_COLUMNS)
-
-    def max_generation(self) -> int:
-        row = self.db.execute("SELECT MAX(generation) FROM records").fetchone()
-        return -1 if row[0] is None else int(row[0])
+        tidy = self._tidy(include_timing, metric, generations)
+        if not len(tidy):
+            return pd.DataFrame([], columns=EXPORT_COLUMNS + EXTRA_COLUMNS)
+        return tidy.frame()
 
     def records(self):
         """Per-(unit, generation) records with stage seconds and provenance: a JSON list of
         ``[source_generation, corrected, n_points]`` (generation -1 = real data)."""
         import pandas as pd
 
-        q = """SELECT u.arm, u.seed, u.lambda, u.gamma, u.correction, r.unit, r.generation, r.status,
-                      r.reason, r.n_real, r.n_synthetic, p.parts AS provenance, r.sample_seconds,
-                      r.correct_seconds, r.train_seconds, r.eval_seconds
-               FROM records r JOIN units u ON u.unit = r.unit JOIN provenance p ON p.id = r.provenance
-               ORDER BY r.unit, r.generation"""
-        cur = self.db.execute(q)
-        return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
+        cols = ["arm", "seed", "lambda", "gamma", "correction", "unit", "generation", "status", "reason", "n_real",
+                "n_synthetic", "provenance", "sample_seconds", "correct_seconds", "train_seconds", "eval_seconds"]
+        rec = self.load_records(metrics=[])
+        u = self.unit_columns()
+        prov = dict(self.db.execute("SELECT id, parts FROM provenance").fetchall())
+        ok = np.array([p in prov for p in rec.provenance.tolist()], dtype=bool)
+        ok &= _unit_rows(u["lookup"], rec.unit) >= 0
+        rec = rec.take(np.nonzero(ok)[0])
+        if not len(rec):
+            return pd.DataFrame([], columns=cols)
+        up = u["lookup"][rec.unit]
+        pcodes = Coded.encode(prov[p] for p in rec.provenance.tolist())
+        data = {"arm": u["arm"].take(up), "seed": u["seed"][up], "lambda": u["lambda"][up],
+                "gamma": u["gamma_db"][up], "correction": u["correction"].take(up), "unit": rec.unit,
+                "generation": rec.generation, "status": rec.status, "reason": rec.reason, "n_real": rec.n_real,
+                "n_synthetic": rec.n_synthetic, "provenance": pcodes}
+        data.update({f"{s}_seconds": rec.seconds[s] for s in STAGES})
+        return Tidy(data, tuple(cols)).frame()
+
+
+def _unit_rows(lookup: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """Row of each unit id in the units table, -1 for ids it does not have."""
+    pos = np.full(len(unit), -1, dtype=np.int64)
+    ok = (unit >= 0) & (unit < len(lookup))
+    pos[ok] = lookup[unit[ok]]
+    return pos
+
+
+def _float_columns(rec: Records) -> list[str]:
+    return [METRIC_PREFIX + k for k in rec.metrics]
+
+
+def _pa_int_array(values: Iterable[int]):
+    import pyarrow as pa
+
+    return pa.array([int(v) for v in values], pa.int32())
 
 
 def _read_json(p: Path) -> dict[str, Any]:

@@ -190,11 +190,72 @@ def _default_down(skeleton: Skeleton, ankle: int, toe: int) -> np.ndarray:
     return d / np.linalg.norm(d)
 
 
+def _neutral_frames(skeleton: Skeleton, lay: Layout, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (J, 3, 3) and positions (J, 3) of every body frame in the pelvis frame at the
+    neutral pose (merged joints: the pelvis frame)."""
+    J = skeleton.n_joints
+    parents = np.asarray(skeleton.parents)
+    offsets = np.asarray(skeleton.offsets, dtype=float)
+    Gn = np.broadcast_to(np.eye(3), (J, 3, 3)).copy()
+    Pn = np.zeros((J, 3))
+    for k in range(J):
+        p = int(parents[k])
+        if k in lay.merged or k == lay.pelvis or p < 0:
+            continue
+        Pn[k] = Pn[p] + Gn[p] @ offsets[k]
+        Gn[k] = Gn[p] @ Q[k]
+    return Gn, Pn
+
+
+def _incoming(skeleton: Skeleton, k: int, Gn: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The last bone of non-zero length ending at joint ``k`` (through zero-length bones), as a
+    direction in ``k``'s body frame, and its length; None if every bone above is zero-length."""
+    offsets = np.asarray(skeleton.offsets, dtype=float)
+    parents = np.asarray(skeleton.parents)
+    L = float(np.linalg.norm(offsets[k]))
+    if L >= MIN_BONE:
+        d = Q[k].T @ offsets[k]  # the bone in k's frame (k's parent frame rotated by Q_k)
+        return d / max(np.linalg.norm(d), 1e-9), L
+    j = k
+    while int(parents[j]) >= 0:
+        L = float(np.linalg.norm(offsets[j]))
+        if L >= MIN_BONE:
+            return Gn[k].T @ (Gn[int(parents[j])] @ offsets[j]) / L, L
+        j = int(parents[j])
+    return None
+
+
+def _compile(xml: str, skeleton: Skeleton, lay: Layout):
+    """``mujoco.MjModel`` of ``xml``; a model MuJoCo rejects raises PhysicsModelError naming the
+    skeleton joint of the element it names."""
+    import re
+
+    import mujoco
+
+    try:
+        return mujoco.MjModel.from_xml_string(xml)
+    except ValueError as exc:
+        msg = str(exc).strip().replace("\n", "; ")
+        m = re.search(r"Element name '([^']*)'", str(exc))
+        joint = ""
+        if m:
+            el = m.group(1)
+            for k, b in enumerate(lay.body):
+                if b and (el == b or el.startswith(f"g_{b}_") or el.startswith(f"{b}_") or el.startswith(f"a_{b}_")):
+                    joint = f" at joint {skeleton.names[k]!r}"
+                    break
+        raise PhysicsModelError(
+            f"physics: the humanoid built for this {skeleton.n_joints}-joint skeleton cannot be simulated{joint} "
+            f"(MuJoCo: {msg}); allowed: bones of >= {MIN_BONE:g} m or exactly 0, a human-sized body "
+            f"({PLAUSIBLE_BODY_HEIGHT_M[0]:g}-{PLAUSIBLE_BODY_HEIGHT_M[1]:g} m head to ankle)") from None
+
+
 def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray | None = None,
-               foot_down: dict[int, np.ndarray] | None = None, ranges: np.ndarray | None = None,
-               locked: np.ndarray | None = None,
+               foot_down: dict[int, np.ndarray] | None = None, foot_forward: dict[int, np.ndarray] | None = None,
+               ranges: np.ndarray | None = None, locked: np.ndarray | None = None,
                timestep: float = 1.0 / 300.0, friction: float = 1.0, toe_height: float = 0.044,
                toe_lift: float = 0.012, heel_back: float = 0.05, foot_width: float = 0.09,
+               ankle_height: float = 0.07, toe_front: float = 0.15,
                armature: float = 0.02, damping: float = 0.5, stiffness: float = 10.0, leg_lever: float = 0.2,
                f_pd: float = 7.0, kp_min: float = 30.0, harness_hz: float = 5.0,
                harness_inertia: float = 8.0, cone: str = "pyramidal", impratio: float = 1.0,
@@ -203,7 +264,11 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
 
     ``neutral`` (J, 3, 3): per-joint neutral local rotation (identity if None).  ``foot_down``:
     ankle joint index -> unit sole normal pointing down, in the ankle's frame (fallback: the
-    direction orthogonal to the foot bone closest to local -z).  ``ranges`` (J, 3, 2) hinge limits
+    direction orthogonal to the foot bone closest to local -z; for a foot without toes, world
+    down at the neutral pose).  ``foot_forward``: for a foot without toes, ankle joint index ->
+    the foot's forward direction in the ankle frame (fallback: the skeleton's forward axis at the
+    neutral pose); its box reaches ``heel_back`` behind and ``toe_front`` in front of the ankle,
+    its sole ``ankle_height`` below it.  ``ranges`` (J, 3, 2) hinge limits
     in radians relative to the neutral (default +-2.5 rad).  ``locked`` (J, 3) bool: hinge axes
     left out (fixed at the neutral; e.g. the knee's x/y axes, which barely move -- every hinge
     costs stepping time).  ``solref`` (time constant s, damping ratio): every body geom's contact
@@ -223,12 +288,19 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
     if not (1e-4 <= timestep <= 0.02):
         raise ValueError(f"build_mjcf: timestep={timestep!r}; allowed 1e-4 .. 0.02 s")
     J = skeleton.n_joints
+    h = body_height(skeleton)
+    lo, hi = PLAUSIBLE_BODY_HEIGHT_M
+    if h is not None and not lo <= h <= hi:
+        raise PhysicsModelError(f"physics: the skeleton measures {h:.3g} m from head to ankle along the bones; the "
+                                f"humanoid is a {mass_kg:g} kg person, allowed: {lo:g}-{hi:g} m (~0.8 x standing "
+                                "height) -- are the units right? (read_bvh(..., scale=...))")
     lay = layout(skeleton)
     offsets = np.asarray(skeleton.offsets, dtype=float)
     parents = np.asarray(skeleton.parents)
     Q = np.broadcast_to(np.eye(3), (J, 3, 3)).copy() if neutral is None else np.asarray(neutral, float)
     if Q.shape != (J, 3, 3):
         raise ValueError(f"build_mjcf: neutral has shape {Q.shape}; expected ({J}, 3, 3)")
+    Gn, Pn = _neutral_frames(skeleton, lay, Q)
     rng_ = np.tile([-2.5, 2.5], (J, 3, 1)) if ranges is None else np.asarray(ranges, float)
     if rng_.shape != (J, 3, 2):
         raise ValueError(f"build_mjcf: ranges has shape {rng_.shape}; expected ({J}, 3, 2)")
@@ -247,28 +319,32 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
             if k in lay.ankles and c == toe_of.get(k):
                 continue  # the foot box replaces the ankle->toe capsule
             L = float(np.linalg.norm(offsets[c]))
-            if L < 1e-3:
+            if L < MIN_BONE:
                 continue
             rc = min(r, 0.45 * L) if k != lay.pelvis else min(r, 0.6 * L)
             geoms[k].append((f'type="capsule" fromto="0 0 0 {_f(offsets[c])}" size="{rc:.4g}"',
                              np.pi * rc**2 * L + 4 / 3 * np.pi * rc**3))
         if k == lay.pelvis:
-            legs = [c for c in kids if any(a in lay.ankles for a in _descendants(skeleton, c))]
-            if len(legs) == 2:  # pelvis girdle between the hip joints
+            feet = set(lay.ankles) | set(lay.flat)
+            legs = [c for c in kids if any(a in feet for a in _descendants(skeleton, c))]
+            hips = [_hip_point(skeleton, c, feet, Pn) for c in legs] if len(legs) == 2 else []
+            if len(hips) == 2 and hips[0] is not None and hips[1] is not None \
+                    and np.linalg.norm(hips[0] - hips[1]) >= 0.01:  # pelvis girdle between the hip joints
                 rc = 0.09
-                L = float(np.linalg.norm(offsets[legs[0]] - offsets[legs[1]]))
-                geoms[k].append((f'type="capsule" fromto="{_f(offsets[legs[0]])} {_f(offsets[legs[1]])}" '
+                L = float(np.linalg.norm(hips[0] - hips[1]))
+                geoms[k].append((f'type="capsule" fromto="{_f(hips[0])} {_f(hips[1])}" '
                                  f'size="{rc}"', np.pi * rc**2 * L + 4 / 3 * np.pi * rc**3))
-        if not kids and k not in lay.toes:
+        inc = _incoming(skeleton, k, Gn, Q) if not kids and k != lay.pelvis else None
+        if inc is not None and k not in lay.toes and k not in lay.flat:
             # leaf (head, hand): extend along the incoming bone direction, seen in this body's frame
-            d = Q[k].T @ offsets[k]
-            d = d / max(np.linalg.norm(d), 1e-9)
+            d, L_in = inc
             if "head" in skeleton.names[k].lower():
                 rc = 0.09
                 geoms[k].append((f'type="sphere" pos="{_f(0.08 * d)}" size="{rc}"', 4 / 3 * np.pi * rc**3))
             else:
-                rc, L = 0.035, 0.08
-                geoms[k].append((f'type="capsule" fromto="0 0 0 {_f(L * d)}" size="{rc}"',
+                L = min(0.08, L_in)
+                rc = min(0.035, 0.45 * L)
+                geoms[k].append((f'type="capsule" fromto="0 0 0 {_f(L * d)}" size="{rc:.4g}"',
                                  np.pi * rc**2 * L + 4 / 3 * np.pi * rc**3))
     for a in lay.ankles:
         t = toe_of.get(a)
@@ -293,9 +369,28 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
         p0, p1 = Q[t].T @ base, Q[t].T @ (base + Lt * fwd)
         geoms[t].append((f'type="capsule" fromto="{_f(p0)} {_f(p1)}" size="{rt}"',
                          np.pi * rt**2 * Lt + 4 / 3 * np.pi * rt**3))
+    body_fwd = _body_forward(skeleton) if lay.flat else None
+    for a in lay.flat:  # a foot without toes: a box under the ankle
+        d = foot_down.get(a)
+        d = Gn[a].T @ np.array([0.0, 0.0, -1.0]) if d is None else np.asarray(d, float)
+        d = d / np.linalg.norm(d)
+        fwd = (foot_forward or {}).get(a)
+        fwd = Gn[a].T @ body_fwd if fwd is None else np.asarray(fwd, float)
+        fwd = fwd - np.dot(fwd, d) * d
+        if np.linalg.norm(fwd) < 1e-6:
+            fwd = np.cross(d, [1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.cross(d, [0.0, 1.0, 0.0])
+        fwd /= np.linalg.norm(fwd)
+        lat = np.cross(-d, fwd)
+        h = 0.07
+        centre = 0.5 * (toe_front - heel_back) * fwd + (ankle_height - h / 2) * d
+        Rbox = np.stack([fwd, lat, -d], axis=1)
+        geoms[a].append((f'type="box" pos="{_f(centre)}" quat="{_f(_quat(Rbox))}" '
+                         f'size="{(toe_front + heel_back) / 2:.4g} {foot_width / 2:.4g} {h / 2:.4g}"',
+                         (toe_front + heel_back) * foot_width * h))
     vol = sum(v for gl in geoms.values() for _, v in gl)
     if vol <= 0:
-        raise ValueError("build_mjcf: skeleton has no bones with length > 1 mm")
+        raise PhysicsModelError(f"physics: the skeleton ({', '.join(skeleton.names)}) has no bone of >= {MIN_BONE:g} m; "
+                                "allowed: a body with bones")
     dens = mass_kg / vol
 
     def xml(gains: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None) -> str:
@@ -327,6 +422,9 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
                                f'range="{lo:.6g} {hi:.6g}"/>')
             for g, v in geoms[k]:
                 out.append(f'{indent} <geom name="g_{lay.body[k]}_{len(out)}" {g} mass="{dens * v:.6g}"/>')
+            if not geoms[k]:  # zero-length bones only: hinges need a mass to move
+                i = 0.4 * NO_GEOM_MASS * 0.02**2
+                out.append(f'{indent} <inertial pos="0 0 0" mass="{NO_GEOM_MASS:g}" diaginertia="{i:g} {i:g} {i:g}"/>')
             for c in skeleton.children(k):
                 emit(c, indent + " ")
             out.append(f"{indent}</body>")
@@ -355,14 +453,14 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
         return "\n".join(s for s in out if s)
 
     # ---- gains need M_jj and subtree COMs at the neutral pose: compile a draft first
-    draft = mujoco.MjModel.from_xml_string(xml(None))
+    draft = _compile(xml(None), skeleton, lay)
     d = mujoco.MjData(draft)
     d.qpos[2] = 1.0
     mujoco.mj_forward(draft, d)
     M = np.zeros((draft.nv, draft.nv))
     mujoco.mj_fullM(draft, d, M)
     leg = set()
-    for f in lay.ankles + lay.toes:
+    for f in skeleton.foot_joints():
         k = f
         while k != lay.pelvis and k >= 0:
             leg.add(k)
@@ -389,6 +487,29 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
             fr[ax] = max(3 * static, 0.3 * kp[ax], 20.0)
         gains[k] = (kp, kv, fr)
     return xml(gains)
+
+
+def _hip_point(skeleton: Skeleton, c: int, feet: set[int], Pn: np.ndarray) -> np.ndarray | None:
+    """Where leg ``c`` (a child of the pelvis) leaves the pelvis, in the pelvis frame: ``c``'s
+    offset, or -- through zero-length hip joints -- the first joint towards the foot that lies
+    >= 1 cm from the pelvis (None if there is none)."""
+    off = np.asarray(skeleton.offsets[c], dtype=float)
+    if np.linalg.norm(off) >= 0.01:
+        return off
+    k = c
+    while np.linalg.norm(Pn[k]) < 0.01:
+        nxt = [j for j in skeleton.children(k) if any(a in feet for a in _descendants(skeleton, j))]
+        if not nxt:
+            return None
+        k = nxt[0]
+    return Pn[k]
+
+
+def _body_forward(skeleton: Skeleton) -> np.ndarray:
+    """The body's forward axis in the pelvis frame (rest offsets; representation.body_frame)."""
+    from scloop.motion.representation import heading_axis
+
+    return heading_axis(skeleton)
 
 
 def _descendants(skeleton: Skeleton, j: int) -> list[int]:

@@ -125,17 +125,57 @@ def _body_angvel(R: np.ndarray, fps: float) -> np.ndarray:
     return Rotation.from_matrix(rel).as_rotvec() * fps / (b - a)[:, None]
 
 
-def _foot_down(clip: Clip, X: np.ndarray, Gw: np.ndarray, ankle: int, toe: int) -> np.ndarray:
-    """Mean world-down direction in the ankle frame over stance frames: frames where both ankle
-    and toe joint are within 2 cm of their clip minimum height (relative, so a clip shifted up or
-    down gives the same sole)."""
-    za, zt = X[:, ankle, 2], X[:, toe, 2]
-    sel = (za < za.min() + 0.02) & (zt < zt.min() + 0.02)
+def _stance(X: np.ndarray, ankle: int, toe: int | None) -> np.ndarray:
+    """Stance frames of a foot: ankle (and toe joint, if any) within 2 cm of their clip minimum
+    height (relative, so a clip shifted up or down gives the same frames)."""
+    za = X[:, ankle, 2]
+    sel = za < za.min() + 0.02
+    if toe is not None:
+        zt = X[:, toe, 2]
+        sel &= zt < zt.min() + 0.02
     if sel.sum() < 1:
         sel = za <= za.min()
+    return sel
+
+
+def _foot_down(clip: Clip, X: np.ndarray, Gw: np.ndarray, ankle: int, toe: int | None) -> np.ndarray:
+    """Mean world-down direction in the ankle frame over the stance frames (:func:`_stance`)."""
+    sel = _stance(X, ankle, toe)
     down = -Gw[sel, ankle, 2, :]  # rows of G^T e_z -> G[:, 2, :] is e_z in the ankle frame
     d = down.mean(axis=0)
     return d / np.linalg.norm(d)
+
+
+def _foot_forward(clip: Clip, X: np.ndarray, Gw: np.ndarray, ankle: int, pelvis: int) -> np.ndarray:
+    """A foot without toes: the body's horizontal forward direction (the pelvis' heading axis)
+    over the stance frames, in the ankle frame, averaged."""
+    from scloop.motion.representation import heading_axis
+
+    sel = _stance(X, ankle, None)
+    f = Gw[sel, pelvis] @ heading_axis(clip.skeleton)
+    f[:, 2] = 0.0
+    f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9)
+    v = np.einsum("tba,tb->a", Gw[sel, ankle], f)
+    return v / max(np.linalg.norm(v), 1e-9)
+
+
+def model_skeleton(clip: Clip) -> tuple[Skeleton, np.ndarray]:
+    """The rigid skeleton the humanoid is built on, and which joints it changed: a non-root joint
+    whose local translation moves in the clip (a BVH joint with position channels) or stays away
+    from its OFFSET gets the clip's mean translation as its bone (the simulated bones are rigid)."""
+    sk = clip.skeleton
+    lay = layout(sk)
+    off = np.asarray(sk.offsets, dtype=float)
+    H = np.asarray(lay.hinged, dtype=int)
+    changed = np.zeros(sk.n_joints, bool)
+    if len(H):
+        dev = np.abs(clip.translations[:, H] - off[None, H]).max(axis=(0, 2))
+        changed[H[dev > 1e-6]] = True
+    if not changed.any():
+        return sk, changed
+    off = off.copy()
+    off[changed] = clip.translations[:, changed].mean(axis=0)
+    return Skeleton(sk.names, sk.parents, off), changed
 
 
 @dataclass(frozen=True)
@@ -156,7 +196,7 @@ class _Prepared:
 def _prepare(clip: Clip, mass_kg: float, model_kwargs: dict, lock_tol: float = 0.035) -> _Prepared:
     from scipy.spatial.transform import Rotation
 
-    sk = clip.skeleton
+    sk, _ = model_skeleton(clip)
     lay = layout(sk)
     T, J = clip.n_frames, sk.n_joints
     X, Gw = fk(sk.parents, clip.rotations, clip.translations)
@@ -176,12 +216,17 @@ def _prepare(clip: Clip, mass_kg: float, model_kwargs: dict, lock_tol: float = 0
     for t in lay.toes:
         a = int(parents[t])
         down[a] = _foot_down(clip, X, Gw, a, t)
+    fwd = {}
+    for a in lay.flat:
+        down[a] = _foot_down(clip, X, Gw, a, None)
+        fwd[a] = _foot_forward(clip, X, Gw, a, lay.pelvis)
     # quantise so that near-identical clips share a compiled model; keeps the MJCF text short
     Qq = np.round(Q, 4)
     Qq = chordal_mean(Qq[None])  # re-orthonormalise
     down = {a: np.round(v, 3) / np.linalg.norm(np.round(v, 3)) for a, v in down.items()}
+    fwd = {a: np.round(v, 3) for a, v in fwd.items()}
     xml = build_mjcf(sk, mass_kg=mass_kg, neutral=Qq, foot_down=down, ranges=np.round(ranges, 2),
-                     locked=locked, **model_kwargs)
+                     locked=locked, **({"foot_forward": fwd} if fwd else {}), **model_kwargs)
     if not np.allclose(Qq[H], Q[H], atol=1e-3):
         raise AssertionError("neutral quantisation failed")  # pragma: no cover
     E = np.einsum("jba,tjbc->tjac", Qq[H], clip.rotations[:, H])
