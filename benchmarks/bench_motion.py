@@ -1,11 +1,13 @@
 """Motion benchmarks.
 
-Issue 4: physics-correction throughput in seconds of motion corrected per CPU-second on one core
-(goal >= 80x real time) and the speed-up with 2 worker processes, on clean Bandai clips; plus the
-kinematic correction's throughput.  This machine's speed drifts by ~15 % from day to day, so the
-physics figure is also printed against a fixed MuJoCo workload timed in the same run (12 capsules
-dropped onto a plane, stepped with the tracker's integrator and timestep): "physics per
-reference" = physics real-time factor / reference steps per CPU-millisecond, comparable across days.
+Physics-correction throughput in seconds of motion corrected per CPU-second on one core (goal
+>= 80x real time) and the speed-up with 2 worker processes, on clean Bandai clips; the same on
+the 84 CMU DeepMimic clips (humanoid3d, 30 fps); plus the kinematic correction's throughput.
+This machine's speed drifts by ~15 % from day to day, so the physics figure is also printed
+against a fixed MuJoCo workload timed in the same run (12 capsules dropped onto a plane, stepped
+with the tracker's integrator and timestep): "physics per reference" = physics real-time factor /
+reference steps per CPU-millisecond, comparable across days; the load average is printed too
+(other processes on the cores slow both).
 
 Issue 5 (the motion loop, one thread, as a scloop worker): the motion-quick MDM's training step
 time, its sampling throughput (motions/s with the preset's sampler), and the seconds per
@@ -72,6 +74,7 @@ def bench_corrections(a) -> None:
 
     clips = clean_clips(a.data_dir, n_clips=a.n_clips, max_frames=a.max_frames)
     secs = sum(c.duration for c in clips)
+    print(f"load average {' / '.join(f'{v:.2f}' for v in os.getloadavg())} (1 / 5 / 15 min; {os.cpu_count()} cores)")
     print(f"{len(clips)} clean Bandai clips, {secs:.1f} s of motion at {clips[0].fps:g} fps")
     track_many(clips[:1], harness=1.0, processes=1)  # compile the model once (not timed)
     t0 = time.process_time()
@@ -83,6 +86,14 @@ def bench_corrections(a) -> None:
     ref = reference_steps_per_ms()
     print(f"MuJoCo reference    : {ref:7.1f} steps per CPU-millisecond; physics per reference "
           f"{secs / cpu / ref:.2f} (x real time per step/ms)")
+    cmu = _cmu_clips(a.data_dir)
+    if cmu:
+        cs = sum(c.duration for c in cmu)
+        t0 = time.process_time()
+        res = track_many(cmu, harness=1.0, processes=1)
+        cpu = time.process_time() - t0
+        print(f"physics, CMU DeepMimic ({len(cmu)} clips, {cs:.0f} s): {cs / cpu:7.1f}x real time per CPU-second, "
+              f"per reference {cs / cpu / ref:.2f}; falls {sum(r.falls for r in res)}")
     w0 = time.perf_counter()
     track_many(clips, harness=1.0, processes=2)
     wall2 = time.perf_counter() - w0
@@ -91,6 +102,20 @@ def bench_corrections(a) -> None:
     for c in clips:
         kinematic_correct(c)
     print(f"kinematic          : {secs / (time.process_time() - t0):7.1f}x real time per CPU-second")
+
+
+def _cmu_clips(data_dir: str) -> list:
+    """The CMU DeepMimic clips, or [] when the data are not there."""
+    import csv
+    from pathlib import Path
+
+    from scloop.motion.deepmimic import read_deepmimic
+
+    root = Path(data_dir) / "mocap" / "cmu-deepmimic"
+    if not (root / "index.csv").exists():
+        return []
+    with open(root / "index.csv", newline="") as f:
+        return [read_deepmimic(root / r["file"]) for r in csv.DictReader(f)]
 
 
 def bench_model(a) -> None:

@@ -694,15 +694,21 @@ def motion_check_correction(
     workers: int = typer.Option(1, "--workers", help="Worker processes for the simulation."),
     processes: Optional[int] = typer.Option(None, "--processes", hidden=True, help="Old name of --workers."),
     only: List[str] = typer.Option([], "--correction", help="physics, kinematic, physics+kinematic (default all)."),
+    bias: bool = typer.Option(True, "--bias/--no-bias", help="Also measure each correction's systematic shift "
+                              "of real windows (one and two passes; a few seconds per correction)."),
+    bias_windows: str = typer.Option("clips", "--bias-windows", help="Windows for --bias: clips (of the checked "
+                                     "clips, 20 fps, 60 frames, stride 20) or task (the bandai task's 371 "
+                                     "training windows; ~1 min per correction)."),
 ) -> None:
     """Measure what each motion correction repairs on real clips.
 
     Tracks clean clips and corrupted copies (floating, penetration, sliding, jitter) through
     each motion correction and reports tracking error, harness load, falls and violation
-    ratios."""
+    ratios; with --bias (default) also the per-feature-group mean shift each correction adds to
+    windows of the clean clips after one and two passes, in group std (target < 0.1)."""
     import json
 
-    from scloop.motion.check import check_corrections, clean_clips, motion_fixes
+    from scloop.motion.check import check_corrections, clean_clips, correction_bias, motion_fixes, windows_bias
 
     workers = _deprecated_alias(ctx, "workers", workers, "--processes", processes, "--workers")
     for flag, value, ok, allowed in (("--n-clips", n_clips, n_clips >= 1, "an integer >= 1"),
@@ -715,16 +721,39 @@ def motion_check_correction(
     unknown = sorted(set(only) - set(fixes))
     if unknown:
         _fail(f"--correction: got {unknown}; allowed: {', '.join(fixes)}")
+    if bias_windows not in ("clips", "task"):
+        _fail(f"--bias-windows: got {bias_windows!r}; allowed: clips, task")
     try:
         clips = clean_clips(data_dir, n_clips=n_clips, max_frames=max_frames)
     except (FileNotFoundError, ValueError) as exc:
         _fail(f"--data-dir: {exc}")
         return
-    report = check_corrections(clips, {k: v for k, v in fixes.items() if not only or k in only})
+    chosen = {k: v for k, v in fixes.items() if not only or k in only}
+    report = check_corrections(clips, chosen)
+    extra: dict = {}
+    if bias:
+        try:
+            if bias_windows == "task":
+                from scloop.core.registry import TASKS
+                from scloop.plugins import load_plugins
+
+                load_plugins()
+                task = TASKS.create("bandai", data_dir=data_dir)
+                b = windows_bias(task.real_data(task.n_available).x, task.meta["skeleton"], task.meta["fps"], chosen)
+                b["source"] = "the bandai task's training windows"
+            else:
+                b = correction_bias(clips, chosen)
+                b["source"] = "windows of the checked clips"
+        except ValueError as exc:  # every clip shorter than a window
+            extra["_bias"] = {"skipped": str(exc)}
+        else:
+            for name, entry in b.pop("corrections").items():
+                report["corrections"][name]["bias"] = entry
+            extra["_bias"] = b
     if as_json:
         typer.echo(json.dumps({k: v for k, v in report["corrections"].items()} | {"_clips": {
             "n": report["n_clips"], "seconds_of_motion": report["seconds_of_motion"],
-            "actions": report["clip_actions"]}}))
+            "actions": report["clip_actions"]}} | extra))
         return
     for name, e in report["corrections"].items():
         typer.echo(f"{name}: tracking {e['tracking_error_cm']:.2f} cm"
@@ -732,6 +761,14 @@ def motion_check_correction(
         for k, v in e["violation_ratio_after_over_before"].items():
             typer.echo(f"  {k:<12} after/before {v:.3f}   error to clean {e['error_to_clean_cm'][k]:.2f} cm")
         typer.echo("  clean clips, output/input: " + ", ".join(f"{m} {v:.2f}" for m, v in e["clean_metric_ratio"].items()))
+        if "bias" in e:
+            for k, per in e["bias"]["passes"].items():
+                typer.echo(f"  bias, {k} pass{'es' if k != '1' else ''} (group std): "
+                           + ", ".join(f"{g} {v:.3f}" for g, v in per.items()))
+    if "_bias" in extra:
+        b = extra["_bias"]
+        typer.echo(f"bias: {b['windows']} {b['source']} ({b['window']} frames at {b['fps']:g} fps); target < "
+                   f"{b['target']:g} group std" if "windows" in b else f"bias: skipped ({b['skipped']})")
 
 
 @motion_app.command("animate")

@@ -15,7 +15,10 @@ from scloop.runner import run_experiment  # noqa: E402
 from scloop.store import RunStore  # noqa: E402
 
 METRICS = ["motion_fid", "motion_diversity", "motion_recognition", "motion_multimodality",
-           "motion_penetration", "motion_floating", "motion_skating", "motion_jerk"]
+           "motion_penetration", "motion_floating", "motion_skating", "motion_jerk",
+           # the evaluator's KID, spreads and reference points (tests/motion/test_motion_eval.py)
+           "motion_kid", "motion_fid_sd", "motion_kid_sd", "motion_jerk_sd", "motion_fid_real", "motion_kid_real",
+           "motion_recognition_heldout"]
 
 
 def _tiny(data_dir) -> list[str]:
@@ -44,6 +47,35 @@ def test_presets_load():
     assert paper.model.kwargs["latent"] == 512 and paper.model.kwargs["layers"] == 8
     assert paper.model.kwargs["finetune_steps"] == 1000
     assert {c.name for c in quick.corrections} == {"physics", "kinematic"}
+
+
+def test_motion_study_sweep_loads():
+    """The motion study's grid: 13 runs -- baseline once, and at each lambda no correction and
+    the three corrections -- 5 seeds, 10 generations, >= 500 evaluation windows, every metric
+    with its spread."""
+    from scloop.core.registry import metric_facts
+    from scloop.plugins import load_plugins
+    from scloop.sweep import load_sweep
+
+    load_plugins()
+
+    points = load_sweep("motion-study").points()
+    assert len(points) == 13
+    cells = {(p.spec.arms, tuple(c.label() for c in p.spec.corrections) if p.spec.arms == ("correction",) else (),
+              p.spec.lambdas) for p in points}
+    for lam in (0.25, 1.0, 2.0):
+        assert (("no-correction",), (), (lam,)) in cells
+        for corr in ("physics", "kinematic", "physics+kinematic"):
+            assert (("correction",), (corr,), (lam,)) in cells
+    assert sum(p.spec.arms == ("baseline",) for p in points) == 1
+    for p in points:
+        s = p.spec
+        assert s.n_generations >= 10 and s.task.kwargs["n_eval"] >= 500 and s.gammas == (float("inf"),)
+        assert s.task.kwargs["contents"] == "all" and s.task.kwargs["encoder_data"] == "split"
+        with_sd = {m[: -len("_sd")] for m in s.metrics if m.endswith("_sd")}
+        oriented = {m for m in s.metrics if metric_facts(m).higher_is_better is not None}
+        assert oriented == with_sd and {"motion_fid", "motion_kid", "motion_jerk"} <= oriented
+    assert {p.spec.seeds for p in points} == {5}
 
 
 def test_tiny_motion_loop(tmp_path, shared_data):

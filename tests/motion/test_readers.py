@@ -275,11 +275,29 @@ def test_deepmimic_varying_durations_use_median(tmp_path):
 
 
 def test_deepmimic_wrong_skeleton(tmp_path):
-    from scloop.motion.skeleton import Skeleton
+    from scloop.motion.skeleton import Skeleton, SkeletonError
 
     sk = Skeleton(("a", "b"), np.array([-1, 0]), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="humanoid3d"):
         read_deepmimic(_write(tmp_path, {"Frames": [_frame()]}), skeleton=sk)
+    h3d = humanoid3d_skeleton()
+    cm = Skeleton(h3d.names, h3d.parents, h3d.offsets * 100)  # offsets in centimetres
+    with pytest.raises(SkeletonError, match=r"measures 146 m .* allowed: 0.6-2.2 m"):
+        read_deepmimic(_write(tmp_path, {"Frames": [_frame()]}), skeleton=cm)
+
+
+def test_real_files_read_at_human_size(bandai, cmu):
+    """Units from the body: Bandai's BVH files are centimetres (1.34 m head to ankle), the
+    humanoid3d skeleton is metres (1.46 m, shoulder to ankle: it has no head joint)."""
+    from scloop.motion.bvh import UNITS, infer_scale
+    from scloop.motion.skeleton import Skeleton, body_height
+
+    c = read_bvh(bandai / BVH_CLIPS[0])
+    assert body_height(c.skeleton) == pytest.approx(1.345, abs=0.01)
+    file_units = Skeleton(c.skeleton.names, c.skeleton.parents, c.skeleton.offsets / UNITS["cm"])
+    assert infer_scale(file_units) == UNITS["cm"]
+    np.testing.assert_allclose(read_bvh(bandai / BVH_CLIPS[0], scale="cm").positions(), c.positions())
+    assert body_height(read_deepmimic(cmu / DM_CLIPS[0]).skeleton) == pytest.approx(1.458, abs=0.01)
 
 
 # ----------------------------------------------------------------------------- HumanML3D

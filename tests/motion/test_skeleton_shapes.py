@@ -287,3 +287,39 @@ def test_physics_correction_on_every_shape(shape_clips, shape):
     assert np.isfinite(r.clip.rotations).all() and np.isfinite(r.clip.translations).all()
     assert r.falls == 0, shape
     assert r.tracking_error_cm < 3.0, (shape, r.tracking_error_cm)
+
+
+def test_animated_translation_is_simulated_on_a_rigid_bone(shape_clips):
+    """smpl24's spine2 has position channels that move 1 cm: the humanoid is built on the mean
+    bone and the output carries that rigid bone (what was simulated)."""
+    pytest.importorskip("mujoco")
+    from scloop.motion.physics import track
+    from scloop.motion.physics.tracking import model_skeleton
+
+    c = shape_clips["smpl24"]
+    j = c.skeleton.index("spine2")
+    sk, changed = model_skeleton(c)
+    assert list(np.flatnonzero(changed)) == [j]
+    np.testing.assert_allclose(sk.offsets[j], c.translations[:, j].mean(axis=0))
+    out = track(c).clip
+    np.testing.assert_allclose(out.translations[:, j], np.broadcast_to(sk.offsets[j], out.translations[:, j].shape))
+    others = [k for k in range(c.skeleton.n_joints) if k not in (0, j)]
+    np.testing.assert_array_equal(out.translations[:, others], c.translations[:, others])
+
+
+def test_cmu_style_clip_through_the_correction_plugin(shape_clips):
+    """The 31-joint CMU-style clip as windows of the representation through the `physics`
+    correction plugin (decode, simulate, encode), as a motion loop would run it."""
+    pytest.importorskip("mujoco")
+    from scloop.core.types import CorrectionContext, Data
+    from scloop.corrections.motion import make_physics
+    from scloop.motion.representation import canonical_skeleton, encode, windows
+
+    c = shape_clips["cmu31"]
+    x = windows(encode(c, fps=30.0), 30, 15)
+    sk = canonical_skeleton(c.skeleton)
+    ctx = CorrectionContext(real=Data(x, np.zeros(len(x), int)), meta={"skeleton": sk, "fps": 30.0})
+    corr = make_physics().prepare(ctx, rng=np.random.default_rng(0))
+    out = corr(Data(x, np.zeros(len(x), int)), rng=np.random.default_rng(0))
+    assert out.data.x.shape == x.shape and np.isfinite(out.data.x).all()
+    assert out.diagnostics["falls"] == 0 and out.diagnostics["tracking_error_cm"] < 3.0

@@ -119,6 +119,149 @@ def collect_first(out, count, cand, accept):
     return np.minimum(rank[..., -1], n), np.where(count >= n, 0, examined)
 
 
+# ---------------------------------------------------------------------- compiled kernels
+# The vectorised Gaussian engine corrects thousands of trajectories per generation.  The numpy
+# path above evaluates every candidate of a block for every trajectory still short of points
+# (most of them are not needed: a trajectory stops at its m-th acceptance); these kernels scan
+# each trajectory's candidates in proposal order and stop there.  They perform the same IEEE
+# operations in the same order as the numpy functions (no fast-math, no fused multiply-add), so
+# the accepted points, counts and acceptance rates are the same to the bit (tests compare
+# them).  Compiled on first use (numba, cached on disk), so small runs never pay for it.
+_KERNELS: dict | None = None
+
+
+def compiled_kernels() -> dict:
+    """``{"candidates", "density", "fill"}``: the numba kernels (compiled once per process,
+    cached on disk across processes)."""
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _compile_kernels()
+    return _KERNELS
+
+
+def _compile_kernels() -> dict:
+    import numba
+
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @jit
+    def candidates(z, seeds, mean, chol, prec):
+        """Proposals ``mean + chol z`` (as :func:`scloop.models.gaussian.affine_sample`) and
+        their quadratic forms (x - mean)^T prec (x - mean) (as :class:`GaussianPdf`'s einsum,
+        terms in (i, j) order), d = 2, for the listed seeds only.  z (S, K, 2), seeds (P,) ->
+        cand (P, K, 2), q (P, K)."""
+        K = z.shape[1]
+        P = len(seeds)
+        cand = np.empty((P, K, 2))
+        q = np.empty((P, K))
+        m0, m1 = mean[0], mean[1]
+        l00, l01, l10, l11 = chol[0, 0], chol[0, 1], chol[1, 0], chol[1, 1]
+        p00, p01, p10, p11 = prec[0, 0], prec[0, 1], prec[1, 0], prec[1, 1]
+        for p in range(P):
+            s = seeds[p]
+            for k in range(K):
+                z0, z1 = z[s, k, 0], z[s, k, 1]
+                c0 = m0 + (z0 * l00 + z1 * l01)
+                c1 = m1 + (z0 * l10 + z1 * l11)
+                cand[p, k, 0] = c0
+                cand[p, k, 1] = c1
+                a0, a1 = c0 - m0, c1 - m1
+                q[p, k] = a0 * p00 * a0 + a0 * p01 * a1 + a1 * p10 * a0 + a1 * p11 * a1
+        return cand, q
+
+    @jit
+    def density(x, dead, bins):
+        """:func:`histogram_density` of x (S, G, n, 2), with the trajectories marked in
+        ``dead`` (S, G) treated as all-zero points."""
+        S, G, n, _ = x.shape
+        lo = np.empty((S, G, 2))
+        width = np.empty((S, G, 2))
+        dens = np.zeros((S, G, bins, bins))
+        peak = np.empty((S, G))
+        for s in range(S):
+            for g in range(G):
+                for a in range(2):
+                    if dead[s, g]:
+                        mn = 0.0
+                        mx = 0.0
+                    else:
+                        mn = x[s, g, 0, a]
+                        mx = x[s, g, 0, a]
+                        for i in range(1, n):
+                            v = x[s, g, i, a]
+                            mn = min(mn, v)
+                            mx = max(mx, v)
+                    if mx == mn:
+                        mn = mn - 0.5
+                        mx = mx + 0.5
+                    lo[s, g, a] = mn
+                    width[s, g, a] = (mx - mn) / bins
+                counts = np.zeros((bins, bins), dtype=np.int64)
+                for i in range(n):
+                    v0 = 0.0 if dead[s, g] else x[s, g, i, 0]
+                    v1 = 0.0 if dead[s, g] else x[s, g, i, 1]
+                    b0 = min(max(np.floor((v0 - lo[s, g, 0]) / width[s, g, 0]), 0.0), bins - 1.0)
+                    b1 = min(max(np.floor((v1 - lo[s, g, 1]) / width[s, g, 1]), 0.0), bins - 1.0)
+                    counts[int(b0), int(b1)] += 1
+                denom = n * width[s, g, 0] * width[s, g, 1]
+                best = -np.inf
+                for i in range(bins):
+                    for j in range(bins):
+                        v = counts[i, j] / denom
+                        dens[s, g, i, j] = v
+                        best = max(best, v)
+                peak[s, g] = best
+        return lo, width, dens, peak
+
+    @jit
+    def fill(out, count, examined, seeds, cand, u, phi, t, lo, width, dens, peak, phi0):
+        """One block of candidates for every trajectory still short of points: scan them in
+        proposal order, keep the accepted ones (as :func:`histogram_accept` +
+        :func:`collect_first`), stop at the m-th.  out (S, G, m, 2), count (S, G) int64 and
+        examined (S, G) float64 are updated in place; the candidates cand (P, K, 2) and their
+        densities phi (P, K) of the seeds listed in ``seeds`` (P,), and the uniforms u (S, K),
+        are shared by the G trajectories of a seed; t (G,)."""
+        G, m = out.shape[1], out.shape[2]
+        K = cand.shape[1]
+        fb = float(dens.shape[-1])
+        for p in range(len(seeds)):
+            s = seeds[p]
+            for g in range(G):
+                c = count[s, g]
+                if c >= m:
+                    continue
+                tt = t[g]
+                big_m = ((1 - tt) * peak[s, g] + tt * phi0) / phi0
+                lo0, lo1, w0, w1 = lo[s, g, 0], lo[s, g, 1], width[s, g, 0], width[s, g, 1]
+                used = K
+                for k in range(K):
+                    c0, c1 = cand[p, k, 0], cand[p, k, 1]
+                    v0 = (c0 - lo0) / w0
+                    v1 = (c1 - lo1) / w1
+                    inside = (v0 > -1) & (v0 < fb) & (v1 > -1) & (v1 < fb)
+                    # truncation toward zero of the clipped index, as numpy's astype(intp)
+                    i0 = int(min(max(v0, 0.0), fb - 1.0))
+                    i1 = int(min(max(v1, 0.0), fb - 1.0))
+                    emp = dens[s, g, i0, i1] if inside else 0.0
+                    ph = phi[p, k]
+                    f = (1 - tt) * emp + tt * ph
+                    # branch-free keep: write the candidate at the next free slot, advance on
+                    # acceptance (a rejected one is overwritten by the next)
+                    out[s, g, c, 0] = c0
+                    out[s, g, c, 1] = c1
+                    c += f / (big_m * ph) > u[s, k]
+                    if c >= m:
+                        used = k + 1
+                        break
+                if c < m:
+                    out[s, g, c, 0] = 0.0  # the slot stays empty, as in the numpy path
+                    out[s, g, c, 1] = 0.0
+                count[s, g] = c
+                examined[s, g] += used
+
+    return {"candidates": candidates, "density": density, "fill": fill}
+
+
 class PaperHistogramCorrection:
     """The official toy's histogram + rejection-sampling corrector (see module docstring)."""
 

@@ -401,3 +401,66 @@ for _name, _base, _label in (("motion_fid", MotionFID, "Motion FID"), ("motion_k
                              ("motion_multimodality", MotionMultimodality, "Multimodality"),
                              ("motion_diversity", MotionDiversity, "Diversity")):
     _register_spread(_name, _base, _label)
+
+
+# ---------------------------------------------------------------------- evaluator calibration
+def real_draws(task, *, counts=(88, 128, 256, 512), draws: int = 20, seed: int = 5, cache_dir=None):
+    """How the distribution metrics score *real* data: for each count m, ``draws`` random sets of m
+    training windows (without replacement) against the task's held-out reference -- FID's
+    small-sample bias (its mean falls with m although the data are real) and KID's lack of it,
+    with the draw-to-draw sd.  Also the half-sample sds (module docstring) of ``meta["real_eval"]``
+    and the encoder's held-out recognition.  Returns a list of dict rows."""
+    from scloop.metrics.images import frechet_distance
+
+    train = task.real_data(task.n_available)
+    ctx = MetricContext(train, task.reference(), cache_dir=cache_dir, meta=task.meta)
+    fid = make_motion_fid().prepare(ctx)
+    tr, rf = fid.space_.embed(train).features, fid.space_.embed(task.reference()).features
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in counts:
+        if m > len(tr):
+            continue
+        f, k = [], []
+        for _ in range(draws):
+            idx = rng.choice(len(tr), size=m, replace=False)
+            f.append(frechet_distance(rf, tr[idx]))
+            k.append(kid(tr[idx], rf))
+        rows.append({"windows": m, "fid": float(np.mean(f)), "fid_sd": float(np.std(f, ddof=1)),
+                     "kid": float(np.mean(k)), "kid_sd": float(np.std(k, ddof=1)),
+                     "share_of_training_split": m / len(tr)})
+    ev = Evaluation(None, task.meta["real_eval"], task.reference())
+    names = ["motion_fid_sd", "motion_kid_sd", "motion_jerk", "motion_jerk_sd", "motion_skating",
+             "motion_skating_sd", "motion_recognition_heldout"]
+    half = {n: float(METRICS.create(n).prepare(ctx)(ev)) for n in names}
+    rows.append({"windows": len(task.meta["real_eval"]), "half_sample": half})
+    return rows
+
+
+def calibrate(data_dir: str, cache: str | None = None, n_eval: int = 512, task: str = "bandai") -> list[dict]:
+    """Print and return :func:`real_draws` on the motion-study task (``bandai``: the whole
+    Bandai set, split by clip) or on ``cmu-deepmimic`` (held-out windows at stride 5, counts 32 /
+    64 / 128)::
+
+        python -c "from scloop.metrics.motion import calibrate; calibrate('DATA_DIR')"
+        python -c "from scloop.metrics.motion import calibrate; calibrate('DATA_DIR', n_eval=128, task='cmu-deepmimic')"
+    """
+    import json
+
+    from scloop.core.registry import TASKS
+    from scloop.plugins import load_plugins
+
+    load_plugins()
+    if task == "bandai":
+        t = TASKS.create("bandai", data_dir=data_dir, contents="all", dataset="all", holdout=3, ref_stride=5,
+                         order="random", encoder_data="split", n_eval=n_eval)
+        counts = (88, 128, 256, 512)
+    else:
+        t = TASKS.create(task, data_dir=data_dir, ref_stride=5, encoder_data="split", n_eval=n_eval)
+        counts = (32, 64, 128)
+    print(f"{task}: {len(t.contents)} actions {list(t.contents)}; clips train / held-out {t.n_clips}; "
+          f"windows train {t.n_available}, reference {len(t.reference())}")
+    rows = real_draws(t, counts=counts, cache_dir=cache)
+    for row in rows:
+        print(json.dumps(row))
+    return rows

@@ -66,8 +66,9 @@ def read_bvh(path: str | Path, *, scale: float | str = "auto", up: str = "y", la
     :data:`UNITS` or metres per file unit; ``height_range``: the allowed head-to-ankle length in
     metres (None: no check); module docstring."""
     path = Path(path)
-    if not ((isinstance(scale, str) and (scale == "auto" or scale in UNITS)) or (isinstance(scale, (int, float)) and not isinstance(scale, bool)
-                                                   and np.isfinite(scale) and scale > 0)):
+    named = isinstance(scale, str) and (scale == "auto" or scale in UNITS)
+    number = isinstance(scale, (int, float)) and not isinstance(scale, bool) and np.isfinite(scale) and scale > 0
+    if not (named or number):
         raise BVHError(f"{path}: scale={scale!r}; allowed: 'auto', a unit name ({', '.join(UNITS)}) or a "
                        "positive number of metres per file unit")
     if height_range is not None:

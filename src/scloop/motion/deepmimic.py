@@ -36,7 +36,7 @@ from typing import Mapping
 import numpy as np
 
 from scloop.motion.bvh import Y_UP_TO_Z_UP
-from scloop.motion.skeleton import Clip, Skeleton
+from scloop.motion.skeleton import PLAUSIBLE_BODY_HEIGHT_M, Clip, Skeleton, SkeletonError, body_height
 
 FRAME_DIMS = 44
 QUAT_TOL = 1e-2  # |norm - 1| above this is an error, below it the quaternion is renormalised
@@ -115,7 +115,9 @@ def read_deepmimic(path: str | Path, *, skeleton: Skeleton | None = None,
     """Read a DeepMimic humanoid3d motion file into a :class:`Clip` (Z up, metres).
 
     ``skeleton``: bone offsets to use instead of :func:`humanoid3d_skeleton` (same 15 joint
-    names in the same order).  ``fps = 1 / dt`` from the frame durations (the last frame's 0 is
+    names in the same order, metres: a body outside the plausible human size of
+    :func:`scloop.motion.skeleton.body_height` raises :class:`SkeletonError`).
+    ``fps = 1 / dt`` from the frame durations (the last frame's 0 is
     DeepMimic's end marker and ignored); if the durations vary (by more than 1e-6 s) the median
     is used and a warning names the file -- no resampling is done.  ``labels`` are copied; the
     file's ``Loop`` value is added as ``labels["loop"]``.
@@ -164,7 +166,12 @@ def read_deepmimic(path: str | Path, *, skeleton: Skeleton | None = None,
 
     skel = skeleton if skeleton is not None else humanoid3d_skeleton()
     if tuple(skel.names) != HUMANOID3D_JOINTS:
-        raise ValueError(f"{path}: skeleton joints {skel.names} do not match humanoid3d {HUMANOID3D_JOINTS}")
+        raise SkeletonError(f"{path}: skeleton joints {skel.names} do not match humanoid3d {HUMANOID3D_JOINTS}")
+    h = body_height(skel)
+    lo, hi = PLAUSIBLE_BODY_HEIGHT_M
+    if h is not None and not lo <= h <= hi:
+        raise SkeletonError(f"{path}: the skeleton given measures {h:.3g} m from its highest joint to the ankles "
+                            f"along the bones; allowed: {lo:g}-{hi:g} m (a human, metres; humanoid3d: 1.46 m)")
     T, J = len(data), skel.n_joints
     rots = np.broadcast_to(np.eye(3), (T, J, 3, 3)).copy()
     for name, col, kind in _ROW:

@@ -16,7 +16,7 @@ Body size: :func:`body_height` is the length of the bone chain from the head joi
 (rotation-free, so it does not depend on the rest pose or the file's axes); it is what the BVH
 reader infers units from (:mod:`scloop.motion.bvh`) and what the physics model checks before it
 builds a humanoid.  For an adult it is ~0.8 x the standing height (Bandai-Namco: 1.34 m;
-DeepMimic humanoid3d, neck to ankle: 1.38 m).  Shapes that cannot be used raise
+DeepMimic humanoid3d, which has no head joint, shoulder to ankle: 1.46 m).  Shapes that cannot be used raise
 :class:`SkeletonError`, a ``ValueError`` naming the joint and what is allowed.
 """
 

@@ -150,7 +150,7 @@ class RecordBatch:
     into one :class:`Records` when a checkpoint commits them.
 
     Each :meth:`add` is one generation of many units: ``unit`` (R,) ids; ``status``, ``reason``
-    a string or (R,) strings; ``n_real``, ``n_synthetic`` ints or (R,); ``provenance`` one JSON
+    a string, a :class:`Coded` column or (R,) strings; ``n_real``, ``n_synthetic`` ints or (R,); ``provenance`` one JSON
     string; ``seconds`` stage -> float or (R,); ``metrics`` name -> (R,) float64."""
 
     def __init__(self) -> None:
@@ -183,6 +183,9 @@ class RecordBatch:
             for v, r in vals:
                 if isinstance(v, str):
                     out.append(np.full(r, vocab.setdefault(v, len(vocab)), np.intp))
+                elif isinstance(v, Coded):
+                    remap = np.array([vocab.setdefault(x, len(vocab)) for x in v.values] + [0], dtype=np.intp)
+                    out.append(remap[np.asarray(v.codes, dtype=np.intp)])
                 else:
                     out.append(np.fromiter((vocab.setdefault(s, len(vocab)) for s in v), np.intp, count=r))
             return Coded(np.concatenate(out), list(vocab))
@@ -346,7 +349,7 @@ class Tidy:
             c = self.columns[name]
             if isinstance(c, Coded):
                 arr = pa.DictionaryArray.from_arrays(pa.array(c.codes.astype(np.int32)),
-                                                     pa.array(c.values or [""], pa.string()))
+                                                     pa.array(c.values or [""], pa.large_string()))
                 data[name] = pd.array(arr.cast(pa.large_string()), dtype="str")
             else:
                 data[name] = c

@@ -264,28 +264,60 @@ class RunStore:
 
     def truncate_after(self, generation: int, units: Iterable[int] | None = None) -> None:
         """Delete rows after ``generation`` (for all units, or the given ones)."""
-        units = None if units is None else sorted({int(u) for u in units})
-        with self.db:
-            if units is None:
+        if units is None:
+            with self.db:
                 self.db.execute("DELETE FROM records WHERE generation > ?", (generation,))
                 self.db.execute("DELETE FROM metrics WHERE generation > ?", (generation,))
-            else:
-                for u in units:
-                    self.db.execute("DELETE FROM records WHERE unit=? AND generation > ?", (u, generation))
-                    self.db.execute("DELETE FROM metrics WHERE unit=? AND generation > ?", (u, generation))
-        uarr = None if units is None else np.asarray(units, dtype=np.int64)
+            self._truncate_files(lambda unit, gen: gen > generation, lambda ulo, uhi, ghi: ghi > generation)
+            return
+        ids = sorted({int(u) for u in units})
+        if not ids:
+            return
+        cutoff = np.full(ids[-1] + 1, np.iinfo(np.int64).max, dtype=np.int64)
+        cutoff[ids] = generation
+        self.truncate_each(cutoff)
+
+    def truncate_each(self, cutoff: np.ndarray) -> None:
+        """Delete the rows of each unit u after generation ``cutoff[u]`` (-1: all of them);
+        units >= len(cutoff) keep theirs.  One pass over the stored records."""
+        cutoff = np.asarray(cutoff, dtype=np.int64)
+        big = np.iinfo(np.int64).max
+        todo = [(int(u), int(c)) for u, c in enumerate(cutoff) if c != big]
+        if self.db.execute("SELECT EXISTS(SELECT 1 FROM records)").fetchone()[0]:
+            with self.db:
+                self.db.execute("CREATE TEMP TABLE IF NOT EXISTS cut (unit INTEGER PRIMARY KEY, g INTEGER)")
+                self.db.execute("DELETE FROM cut")
+                self.db.executemany("INSERT INTO cut VALUES (?, ?)", todo)
+                for t in ("records", "metrics"):
+                    self.db.execute(f"DELETE FROM {t} WHERE generation > "
+                                    f"COALESCE((SELECT g FROM cut WHERE cut.unit = {t}.unit), {big})")
+                self.db.execute("DELETE FROM cut")
+
+        def drop(unit: np.ndarray, gen: np.ndarray) -> np.ndarray:
+            c = np.full(len(unit), big, dtype=np.int64)
+            ok = unit < len(cutoff)
+            c[ok] = cutoff[unit[ok]]
+            return gen > c
+
+        def may_drop(ulo: int, uhi: int, ghi: int) -> bool:
+            part = cutoff[ulo:uhi + 1]
+            return bool(len(part)) and ghi > int(part.min())
+
+        self._truncate_files(drop, may_drop)
+
+    def _truncate_files(self, drop, may_drop) -> None:
+        """Rewrite the record files that hold rows ``drop(unit, generation)`` selects, without
+        them (``may_drop(unit_lo, unit_hi, gen_hi)``: whether a file can hold any)."""
         for sid, file, glo, ghi, ulo, uhi in self._segments():
-            if ghi <= generation:
+            if not may_drop(ulo, uhi, ghi):
                 continue
-            if uarr is not None and not np.any((uarr >= ulo) & (uarr <= uhi)):
+            keys = read_parquet(self.records_dir / file, ["unit", "generation"])
+            mask = drop(np.asarray(keys.column("unit").to_numpy(), np.int64),
+                        np.asarray(keys.column("generation").to_numpy(), np.int64))
+            if not mask.any():
                 continue
             rec = records_from_table(read_parquet(self.records_dir / file))
-            drop = rec.generation > generation
-            if uarr is not None:
-                drop &= np.isin(rec.unit, uarr)
-            if not drop.any():
-                continue
-            self._write_segment(rec.take(np.nonzero(~drop)[0]), replace=(sid, file))
+            self._write_segment(rec.take(np.nonzero(~mask)[0]), replace=(sid, file))
 
     def last_generation(self, unit: int) -> tuple[int, str]:
         row = self.db.execute(

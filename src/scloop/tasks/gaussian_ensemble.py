@@ -12,8 +12,12 @@ same order and shapes, as the generic engine (:func:`scloop.loop.engine.run_loop
 (running sufficient statistics here, a fresh sum over the training set there), so the two agree
 to floating-point rounding (relative differences ~1e-12).
 
-Randomness: seed s of an ensemble is slice s of arrays drawn from the streams of seed index 0
-(``scloop.core.rng``); all gammas share the draws (common random numbers).
+Randomness: seeds are computed in blocks of :data:`SEED_BLOCK` (1,000).  Seed s is slice
+``s % 1000`` of arrays with a leading axis of the block's size, drawn from the streams of seed
+index ``s // 1000`` (``scloop.core.rng``); all gammas share the draws (common random numbers).
+A run of up to 1,000 seeds is one block drawing from the streams of seed index 0, exactly as
+before blocks existed.  Every computation is per trajectory, so how a block's gammas are
+split further to fit in memory (:func:`gamma_chunk`) does not change any number.
 
 Cost per generation by policy (m = floor(lambda n) synthetic points, d = dimension):
 ``augment``/``replace``: O(m d^2); ``accumulate``: O(m d^2) (running sums);
@@ -21,11 +25,22 @@ Cost per generation by policy (m = floor(lambda n) synthetic points, d = dimensi
 loses them (floor(m j / G) only ever decreases, at most m times per generation over the run),
 which is the least work that reads every kept point once; ``accumulate-subsample``: O(budget d^2)
 plus drawing the keys, O(pool).
+
+Memory: ``paper-toy`` keeps only the points it will still subtract before the run's last
+generation N (point k of batch j leaves at generation floor(m j / (k + 1)) + 1, so the first
+floor(m j / N) points of batch j stay to the end and only their sums are needed): at most ~3 N
+points per trajectory at once instead of m N / 2 (``_PaperToyPoints``).
+``accumulate-subsample`` keeps every point (it may draw any of them).
+
+Kernels: the paper-histogram rejection sampler runs compiled (numba,
+:func:`scloop.corrections.histogram.compiled_kernels`) when a block has at least
+:data:`COMPILED_FROM` trajectories, else in numpy; the two give the same numbers to the bit.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -41,6 +56,9 @@ from scloop.metrics.gaussian import cov_error, mean_error, psd_sqrt, w2_gaussian
 from scloop.models.gaussian import affine_sample, cholesky_or_nan, moments_from_sums, sums
 
 CAPABILITY = "gaussian-ensemble"  # declared at registration by the plugins this engine has kernels for
+SEED_BLOCK = 1000  # seeds per block of random streams (numbers depend on it: see the module docstring)
+COMPILED_FROM = 512  # trajectories per block from which the compiled kernels are used
+MEMORY_BUDGET = int(os.environ.get("SCLOOP_ENSEMBLE_MEMORY_MB", "1024")) << 20  # bytes per block of trajectories
 
 
 @dataclass(frozen=True)
@@ -60,11 +78,26 @@ class StepResult:
     metrics: dict[str, np.ndarray]  # (S, G)
     diagnostics: dict[str, np.ndarray]  # (S, G)
     status_bad: np.ndarray  # (S, G) newly degenerate at this generation
-    reason: str
+    reason: str  # why, for all of them ("; "-joined when there are several causes)
     seconds: dict[str, float]  # batch wall seconds per stage
     provenance: tuple[tuple[int, bool, int], ...]
     n_real: int
     n_synthetic: int
+    failed: np.ndarray | None = None  # (S, G) newly degenerate because the correction failed
+    reasons: tuple[str, str] = ("", "")  # (the correction's failure, a singular covariance)
+
+    def reason_of(self) -> np.ndarray:
+        """(S, G) the reason of each newly degenerate trajectory ('' elsewhere): its own cause."""
+        out = np.full(self.status_bad.shape, "", dtype=object)
+        failed = self.failed if self.failed is not None else np.zeros_like(self.status_bad)
+        out[self.status_bad & failed] = self.reasons[0]
+        out[self.status_bad & ~failed] = self.reasons[1]
+        return out
+
+
+def seed_blocks(n_seeds: int) -> list[tuple[int, int]]:
+    """[(first seed, end)] of the random-stream blocks; block k draws from seed index k."""
+    return [(a, min(a + SEED_BLOCK, n_seeds)) for a in range(0, n_seeds, SEED_BLOCK)]
 
 
 def _batched_displacement(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,29 +118,262 @@ def _chunks(block: int, first: int = 32) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _append_batch(st: dict[str, np.ndarray], x: np.ndarray, g: int, capacity: int = 0) -> np.ndarray:
-    """Store generation g's batch (S, G, m, d) in a buffer of shape (capacity, S, G, m, d)
-    -- generation first, so each write is one contiguous block -- whose capacity doubles when
-    full (amortised O(1) per generation instead of copying every past batch); ``capacity``
-    (the run's generation count, when known) sizes it once.  Returns the
-    view of batches 1..g, shape (g, S, G, m, d)."""
-    buf = st["batches"]
-    if buf.shape[0] < g:
-        grown = np.empty((max(2 * buf.shape[0], g, 16, capacity),) + buf.shape[1:])
-        grown[: g - 1] = buf[: g - 1]
-        st["batches"] = buf = grown
-    buf[g - 1] = x
-    return buf[:g]
+# ---------------------------------------------------------------------- compiled kernels
+# The per-generation array work of a large block, compiled (numba).  Each kernel performs the
+# operations of the numpy function it replaces in the same order -- affine_sample's
+# left-to-right products, the sequential sums numpy's reductions over a non-contiguous axis and
+# einsum make, numpy's pairwise summation along a contiguous axis -- so both paths give the
+# same numbers to the bit (tested for every policy and correction); the linear algebra
+# (eigenvalues, Cholesky) and exp stay in numpy.
+_KERNELS: dict | None = None
+
+
+def compiled_kernels() -> dict:
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _compile_kernels()
+    return _KERNELS
+
+
+def _compile_kernels() -> dict:
+    import numba
+
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @jit
+    def affine(mean, chol, z):
+        """affine_sample(mean, chol, z[:, None]): mean (S, G, d), chol (S, G, d, d), z (S, m, d)
+        -> (S, G, m, d)."""
+        S, G, d = mean.shape
+        m = z.shape[1]
+        x = np.empty((S, G, m, d))
+        for s in range(S):
+            for g in range(G):
+                for k in range(m):
+                    for i in range(d):
+                        acc = z[s, k, 0] * chol[s, g, i, 0]
+                        for j in range(1, d):
+                            acc = acc + z[s, k, j] * chol[s, g, i, j]
+                        x[s, g, k, i] = mean[s, g, i] + acc
+        return x
+
+    @jit
+    def batch_sums(x):
+        """scloop.models.gaussian.sums of x (S, G, n, d): (S, G, d), (S, G, d, d)."""
+        S, G, n, d = x.shape
+        s1 = np.zeros((S, G, d))
+        s2 = np.zeros((S, G, d, d))
+        for s in range(S):
+            for g in range(G):
+                if n == 0:
+                    continue
+                for i in range(d):
+                    acc = x[s, g, 0, i]
+                    for k in range(1, n):
+                        acc += x[s, g, k, i]
+                    s1[s, g, i] = acc
+                for i in range(d):
+                    for j in range(d):
+                        acc = 0.0
+                        for k in range(n):
+                            acc += x[s, g, k, i] * x[s, g, k, j]
+                        s2[s, g, i, j] = acc
+        return s1, s2
+
+    @jit
+    def pairwise(a, start, n):
+        """numpy's pairwise summation of a[start:start + n] (its order, to the bit)."""
+        if n < 8:
+            res = 0.0
+            for i in range(n):
+                res += a[start + i]
+            return res
+        if n <= 128:
+            r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
+            r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
+            i = 8
+            while i < n - (n % 8):
+                r0 += a[start + i]
+                r1 += a[start + i + 1]
+                r2 += a[start + i + 2]
+                r3 += a[start + i + 3]
+                r4 += a[start + i + 4]
+                r5 += a[start + i + 5]
+                r6 += a[start + i + 6]
+                r7 += a[start + i + 7]
+                i += 8
+            res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+            while i < n:
+                res += a[start + i]
+                i += 1
+            return res
+        n2 = n // 2
+        n2 -= n2 % 8
+        return pairwise(a, start, n2) + pairwise(a, start + n2, n - n2)
+
+    @jit
+    def displacement(before, after):
+        """_batched_displacement: (S, G, m, d) twice -> mean displacement of the moved points
+        and the fraction moved, (S, G) each."""
+        S, G, m, d = before.shape
+        disp = np.zeros((S, G))
+        frac = np.zeros((S, G))
+        dist = np.empty(m)
+        for s in range(S):
+            for g in range(G):
+                moved = 0
+                for k in range(m):
+                    acc = (after[s, g, k, 0] - before[s, g, k, 0]) ** 2
+                    for i in range(1, d):
+                        acc += (after[s, g, k, i] - before[s, g, k, i]) ** 2
+                    v = np.sqrt(acc)
+                    if v > 0:
+                        moved += 1
+                        dist[k] = v
+                    else:
+                        dist[k] = 0.0
+                if moved > 0:
+                    disp[s, g] = pairwise(dist, 0, m) / moved
+                frac[s, g] = moved / m if m > 0 else np.nan
+        return disp, frac
+
+    return {"affine": affine, "sums": batch_sums, "displacement": displacement}
+
+
+# ---------------------------------------------------------------------- stored points
+class _PaperToyPoints:
+    """The synthetic points ``paper-toy`` will still subtract from its running sums.
+
+    At generation g the policy keeps the first floor(m j / g) points of batch j; that count
+    only decreases, so point k of batch j leaves at generation floor(m j / (k + 1)) + 1 and the
+    first ``lo_j`` = floor(m j / N) points of batch j are kept until the last generation N:
+    only their sums matter.  Stored per batch j: points [lo_j, hi_j(g)) as an array
+    (S, G, hi - lo, d), float64, exactly as sampled; hi_j(g) = floor(m j / g) after step g."""
+
+    def __init__(self, m: int, horizon: int) -> None:
+        self.m, self.horizon = m, horizon
+        self.lo = paper_toy_counts(m, horizon) if horizon > 0 else np.zeros(0, np.int64)  # lo[j - 1]
+        self.parts: dict[int, np.ndarray] = {}
+        self._alloc: dict[int, int] = {}  # points allocated for batch j (the view may be shorter)
+
+    def live(self, generation: int) -> np.ndarray:
+        """(generation,) points stored per batch j = 1..generation after step ``generation``."""
+        if generation <= 0:
+            return np.zeros(0, np.int64)
+        return paper_toy_counts(self.m, generation) - self.lo[:generation]
+
+    def add(self, j: int, x: np.ndarray) -> None:
+        lo = int(self.lo[j - 1])
+        if lo < self.m:
+            self.parts[j] = x[:, :, lo:].copy()
+            self._alloc[j] = self.m - lo
+
+    def take(self, j: int, a: int, b: int) -> np.ndarray:
+        """Points [a, b) of batch j, (S, G, b - a, d)."""
+        lo = int(self.lo[j - 1])
+        return self.parts[j][:, :, a - lo:b - lo]
+
+    def shrink(self, j: int, hi: int) -> None:
+        """Batch j now keeps points [0, hi): forget those above."""
+        n = hi - int(self.lo[j - 1])
+        if n <= 0:
+            self.parts.pop(j, None)
+            self._alloc.pop(j, None)
+        elif 2 * n <= self._alloc[j]:  # copy when half is unused: O(1) amortised, memory <= 2x live
+            self.parts[j] = self.parts[j][:, :, :n].copy()
+            self._alloc[j] = n
+        else:
+            self.parts[j] = self.parts[j][:, :, :n]
+
+    # checkpoints: the stored points of batches j0 < j <= j1, in (j, k) order
+    def chunk(self, j0: int, j1: int, shape: tuple[int, ...]) -> np.ndarray:
+        parts = [self.parts[j] for j in range(j0 + 1, j1 + 1) if j in self.parts]
+        return np.concatenate(parts, axis=2) if parts else np.zeros(shape[:2] + (0,) + shape[2:])
+
+    def needed(self, j0: int, j1: int, generation: int) -> bool:
+        return bool(self.live(generation)[j0:j1].sum() > 0)
+
+    def restore(self, j0: int, j1: int, arr: np.ndarray, written_at: int, generation: int) -> None:
+        before = self.live(written_at)[j0:j1]
+        now = self.live(generation)[j0:j1]
+        edges = np.concatenate([[0], np.cumsum(before)])
+        for i, j in enumerate(range(j0 + 1, j1 + 1)):
+            if now[i] > 0:
+                self.parts[j] = np.ascontiguousarray(arr[:, :, edges[i]:edges[i] + now[i]])
+                self._alloc[j] = int(now[i])
+
+
+class _Pool:
+    """Every synthetic point so far (``accumulate-subsample`` may draw any of them): one
+    buffer (S, G, capacity, d), batch j at [(j - 1) m, j m), sized for the whole run."""
+
+    def __init__(self, m: int, horizon: int) -> None:
+        self.m, self.horizon = m, horizon
+        self.buf: np.ndarray | None = None
+        self.n = 0
+
+    def add(self, j: int, x: np.ndarray) -> None:
+        m = self.m
+        if self.buf is None or self.buf.shape[2] < j * m:
+            cap = max(self.horizon, j) * m
+            grown = np.empty(x.shape[:2] + (cap, x.shape[-1]))
+            if self.buf is not None:
+                grown[:, :, : self.n] = self.buf[:, :, : self.n]
+            self.buf = grown
+        self.buf[:, :, (j - 1) * m: j * m] = x
+        self.n = j * m
+
+    def view(self) -> np.ndarray:
+        return self.buf[:, :, : self.n]
+
+    def chunk(self, j0: int, j1: int, shape: tuple[int, ...]) -> np.ndarray:
+        if self.buf is None:
+            return np.zeros(shape[:2] + (0,) + shape[2:])
+        return self.buf[:, :, j0 * self.m: j1 * self.m]
+
+    def needed(self, j0: int, j1: int, generation: int) -> bool:
+        return j1 > j0
+
+    def restore(self, j0: int, j1: int, arr: np.ndarray, written_at: int, generation: int) -> None:
+        for i, j in enumerate(range(j0 + 1, j1 + 1)):
+            self.add(j, arr[:, :, i * self.m:(i + 1) * self.m])
+
+
+def bytes_per_trajectory(policy: str, m: int, horizon: int, d: int) -> int:
+    """Rough memory of one trajectory's stored points and per-generation work arrays."""
+    work = 16 * (m + 1) * d * 8
+    if policy == "accumulate-subsample":
+        return work + horizon * m * d * 8
+    if policy == "paper-toy" and horizon > 0 and m > 0:
+        lo_sum = np.cumsum(paper_toy_counts(m, horizon))
+        gs = np.unique(np.linspace(1, horizon, min(horizon, 200)).astype(np.int64))
+        peak = max(int(paper_toy_counts(m, int(g)).sum() - lo_sum[g - 1]) for g in gs)
+        return work + 2 * peak * d * 8  # shrink() keeps at most twice the live points
+    return work
+
+
+def gamma_chunk(n_seeds: int, n_gammas: int, per_trajectory: int, budget: int | None = None) -> int:
+    """Gammas per piece so that one piece of a seed block fits in ``budget`` bytes (>= 1)."""
+    budget = MEMORY_BUDGET if budget is None else budget
+    return int(max(1, min(n_gammas, budget // max(1, n_seeds * per_trajectory))))
 
 
 class GaussianEnsemble:
-    """Advance S seeds x n_gamma trajectories of one :class:`Group` generation by generation."""
+    """Advance S seeds x n_gamma trajectories of one :class:`Group` generation by generation.
+
+    ``stream_seed``: the seed index whose random streams this block draws (block k of
+    :func:`seed_blocks`); ``horizon``: the run's last generation (what ``paper-toy`` keeps
+    depends on it; :func:`run_ensemble` sets it); ``kernels``: ``auto`` | ``numpy`` |
+    ``compiled`` (same numbers); ``threads``: draw the next generation's random numbers on a
+    worker thread (default: with the compiled kernels; same numbers)."""
 
     def __init__(self, *, task, group: Group, n_real: int, n_seeds: int, base_seed: int,
                  policy: str, policy_options: dict, metrics: tuple[str, ...], init_offset: float,
-                 reg_covar: float = 0.0) -> None:
+                 reg_covar: float = 0.0, stream_seed: int = 0, horizon: int = 0, kernels: str = "auto",
+                 threads: bool | None = None) -> None:
         self.task, self.group = task, group
         self.n, self.S, self.base_seed = n_real, n_seeds, base_seed
+        self.stream_seed = int(stream_seed)
         self.policy, self.policy_options = policy, policy_options
         self.metric_names = metrics
         self.init_offset, self.reg = init_offset, reg_covar
@@ -120,13 +386,82 @@ class GaussianEnsemble:
         self.pdf = GaussianPdf(self.tmean, self.tcov)
         self.phi0 = self.pdf(self.tmean)
         self.d = tg.mean.shape[0]
-        self.capacity = 0  # generations to reserve batch storage for (set by run_ensemble)
+        self.horizon = int(horizon)
+        if kernels not in ("auto", "numpy", "compiled"):
+            raise ValueError(f"kernels: got {kernels!r}; allowed: auto | numpy | compiled")
+        self.kernels = kernels
+        self._threads = threads if threads is not None else self._compiled()
+        self._pool = None
+        self._next = None
+        self._rounds_guess = 1  # paper-histogram rounds to draw ahead: as many as the last generation used
 
     def _rng(self, g: int, role: str) -> np.random.Generator:
-        return stream(self.base_seed, 0, g, role)
+        return stream(self.base_seed, self.stream_seed, g, role)
+
+    # ------------------------------------------------------------------ random draws
+    def _draw(self, g: int) -> dict[str, Any]:
+        """The random draws of generation g that do not depend on the state, in the order and
+        shapes each stream has always been read: ``z`` (sample); the correction's (``u``,
+        ``zc`` for the oracles; ``rounds`` of candidate normals and uniforms, and the stream
+        to draw further rounds from, for paper-histogram); ``keys`` (accumulate-subsample)."""
+        grp, S, m, d = self.group, self.S, self.m, self.d
+        out: dict[str, Any] = {}
+        if grp.arm == "baseline":
+            return out
+        out["z"] = self._rng(g, "sample").standard_normal((S, m, d))
+        if grp.arm == "correction" and grp.correction != "none":
+            rng = self._rng(g, "correct")
+            if grp.correction in ("oracle-mixture", "oracle-ot"):
+                out["u"] = rng.random((S, m))
+                out["zc"] = rng.standard_normal((S, m, d))
+            elif grp.correction == "paper-histogram":
+                block = int(grp.correction_options.get("block", 256))
+                out["rounds"] = [(rng.standard_normal((S, block, d)), rng.random((S, block)))
+                                 for _ in range(self._rounds_guess)]
+                out["rng"] = rng
+        if self.policy == "accumulate-subsample":
+            out["keys"] = self._rng(g, "policy").random((S, g * m))
+        return out
+
+    def _draws(self, g: int) -> dict[str, Any]:
+        """Generation g's draws; with a worker thread, those of g + 1 start now (drawing random
+        numbers is most of a large block's serial work, and numpy releases the GIL for it)."""
+        fut, self._next = self._next, None
+        draws = fut.result() if fut is not None and fut.gen == g else self._draw(g)
+        if self._threads and g < self.horizon:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="scloop-draws")
+            self._next = self._pool.submit(self._draw, g + 1)
+            self._next.gen = g + 1
+        return draws
+
+    def close(self) -> None:
+        """Stop the worker thread, if any (a later step draws on the caller's thread)."""
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _compiled(self) -> bool:
+        if self.kernels == "auto":
+            return self.S * self.G >= COMPILED_FROM
+        return self.kernels == "compiled"
+
+    def _points(self):
+        if self.group.arm == "baseline":
+            return None
+        if self.policy == "paper-toy":
+            return _PaperToyPoints(self.m, self.horizon)
+        if self.policy == "accumulate-subsample":
+            return _Pool(self.m, self.horizon)
+        return None
 
     # ------------------------------------------------------------------ state
-    def initial_state(self) -> dict[str, np.ndarray]:
+    def initial_state(self) -> dict[str, Any]:
         """Generation 0: real data (S, n, d) from the ``data`` stream, MLE fit, offset."""
         S, n, d = self.S, self.n, self.d
         z = self._rng(0, "data").standard_normal((S, n, d))
@@ -135,20 +470,28 @@ class GaussianEnsemble:
         mean, cov = moments_from_sums(s1, s2, n, self.reg)
         mean = mean + self.init_offset
         shape = (S, self.G)
-        st = {
+        st: dict[str, Any] = {
             "generation": np.array(0),
             "real_s1": s1, "real_s2": s2,
             "mean": np.broadcast_to(mean[:, None], shape + (d,)).copy(),
             "cov": np.broadcast_to(cov[:, None], shape + (d, d)).copy(),
             "dead": np.zeros(shape, dtype=bool),
             "acc_s1": np.zeros(shape + (d,)), "acc_s2": np.zeros(shape + (d, d)),
-            "batches": np.zeros((0,) + shape + (self.m, d)),
+            "points": self._points(),
         }
         _, bad = cholesky_or_nan(st["cov"])
         st["dead"] |= bad
         return st
 
-    def evaluate(self, st: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def restore(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """A state from its checkpointed arrays (the stored points are added by the caller
+        through ``state["points"].restore``)."""
+        st: dict[str, Any] = {k: arrays[k] for k in ("generation", "real_s1", "real_s2", "mean", "cov", "dead",
+                                                      "acc_s1", "acc_s2")}
+        st["points"] = self._points()
+        return st
+
+    def evaluate(self, st: dict[str, Any]) -> dict[str, np.ndarray]:
         out = {}
         for name in self.metric_names:
             if name == "w2-gaussian":
@@ -160,7 +503,62 @@ class GaussianEnsemble:
         return {k: np.where(st["dead"], np.nan, v) for k, v in out.items()}
 
     # ------------------------------------------------------------------ one generation
-    def _correct(self, x: np.ndarray, g: int, dead: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    def _histogram(self, x: np.ndarray, draws: dict[str, Any], dead: np.ndarray):
+        """paper-histogram on the batch x (S, G, m, d): the corrected batch, the candidates
+        examined (S, G) and the fill counts (S, G).  Candidates come in rounds of ``block``
+        per seed (normals, then uniforms), drawn until every trajectory has m points."""
+        grp, S, m, d = self.group, self.S, self.m, self.d
+        block = int(grp.correction_options.get("block", 256))
+        bins = int(grp.correction_options.get("bins", 10))
+        out = np.zeros_like(x)
+        count = np.where(dead, m, 0).astype(np.int64)
+        examined = np.zeros((S, self.G))
+        ahead, rng = draws["rounds"], draws["rng"]
+
+        def rounds():
+            for r in range(MAX_BLOCKS):
+                if np.all(count >= m):
+                    self._rounds_guess = max(1, r)
+                    return
+                yield ahead[r] if r < len(ahead) else (rng.standard_normal((S, block, d)), rng.random((S, block)))
+
+        if self._compiled():
+            from scloop.corrections.histogram import compiled_kernels as histogram_kernels
+
+            k = histogram_kernels()
+            lo, width, density, peak = k["density"](x, dead, bins)
+            t = np.ascontiguousarray(self.t, dtype=float)
+            for zc, uc in rounds():
+                # after the first round few seeds still need points: only theirs are computed
+                need = np.nonzero((count < m).any(axis=1))[0]
+                cand, q = k["candidates"](zc, need, self.tmean, self.tchol, self.pdf.prec)
+                phi = np.exp(-0.5 * q) / self.pdf.norm  # numpy's exp, as GaussianPdf
+                k["fill"](out, count, examined, need, cand, uc, phi, t, lo, width, density, peak, float(self.phi0))
+            return out, examined, count
+        safe_x = np.where(dead[..., None, None], 0.0, x)
+        lo, width, density, peak = histogram_density(safe_x, bins)
+        t = np.broadcast_to(self.t[None, :], (S, self.G))
+        for zc, uc in rounds():
+            cand = affine_sample(self.tmean, self.tchol, zc)  # (S, K, d)
+            phi = self.pdf(cand)  # (S, K)
+            # The block is evaluated in growing chunks, each only for the trajectories still
+            # short of m points: most fill up early, and per trajectory the candidates are
+            # examined in the same order, so the result does not depend on the chunking.
+            # (chunking only pays with many trajectories; with few, Python overhead dominates)
+            for a, b in _chunks(block, first=32 if S * self.G >= 1024 else block):
+                si, gi = np.nonzero(count < m)
+                if len(si) == 0:
+                    break
+                c_ab = cand[si, a:b]
+                acc = histogram_accept(c_ab, uc[si, a:b], t[si, gi], lo[si, gi], width[si, gi],
+                                       density[si, gi], peak[si, gi], phi[si, a:b], self.phi0)  # (P, b-a)
+                sub = out[si, gi]
+                count[si, gi], used = collect_first(sub, count[si, gi], c_ab, acc)
+                out[si, gi] = sub
+                examined[si, gi] += used
+        return out, examined, count
+
+    def _correct(self, x: np.ndarray, draws: dict[str, Any], dead: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """Correct the batch x (S, G, m, d); returns it, the diagnostics and a mask (S, G) of
         trajectories the correction could not serve (they become degenerate)."""
         grp, S, m, d = self.group, self.S, self.m, self.d
@@ -170,60 +568,30 @@ class GaussianEnsemble:
             return x, {}, np.zeros_like(dead)
         if name == "none":
             return x, {"correction_displacement": zeros, "correction_fraction_changed": zeros}, np.zeros_like(dead)
-        rng = self._rng(g, "correct")
         diag: dict[str, np.ndarray] = {}
         failed = np.zeros_like(dead)
         if name in ("oracle-mixture", "oracle-ot"):
-            u = rng.random((S, m))
-            z = rng.standard_normal((S, m, d))
+            u, z = draws["u"], draws["zc"]
             out, replaced = mixture_kernel(x, u[:, None], z[:, None], self.t[None, :], self.tmean, self.tchol)
             if name == "oracle-ot":
-                mix_disp, _ = _batched_displacement(x, out)
+                mix_disp, _ = (compiled_kernels()["displacement"](x, out) if self._compiled()
+                               else _batched_displacement(x, out))
                 # No batched exact assignment solver exists in numpy/scipy/POT; this loop runs
                 # scipy's C Hungarian solver per trajectory, and only where something moved.
                 for s, k in zip(*np.nonzero(replaced.any(axis=-1) & ~dead)):
                     out[s, k] = ot_pairing(x[s, k], out[s, k])
                 diag["correction_mixture_displacement"] = mix_disp
         elif name == "paper-histogram":
-            block = int(grp.correction_options.get("block", 256))
-            bins = int(grp.correction_options.get("bins", 10))
-            safe_x = np.where(dead[..., None, None], 0.0, x)
-            lo, width, density, peak = histogram_density(safe_x, bins)
-            out = np.zeros_like(x)
-            count = np.where(dead, m, 0).astype(np.int64)
-            t = np.broadcast_to(self.t[None, :], (S, self.G))
-            examined = np.zeros((S, self.G))
-            for _ in range(MAX_BLOCKS):
-                if np.all(count >= m):
-                    break
-                zc = rng.standard_normal((S, block, d))
-                uc = rng.random((S, block))
-                cand = affine_sample(self.tmean, self.tchol, zc)  # (S, K, d)
-                phi = self.pdf(cand)  # (S, K)
-                # The block is evaluated in growing chunks, each only for the trajectories still
-                # short of m points: most fill up early, and per trajectory the candidates are
-                # examined in the same order, so the result does not depend on the chunking.
-                # (chunking only pays with many trajectories; with few, Python overhead dominates)
-                for a, b in _chunks(block, first=32 if S * self.G >= 1024 else block):
-                    si, gi = np.nonzero(count < m)
-                    if len(si) == 0:
-                        break
-                    c_ab = cand[si, a:b]
-                    acc = histogram_accept(c_ab, uc[si, a:b], t[si, gi], lo[si, gi], width[si, gi],
-                                           density[si, gi], peak[si, gi], phi[si, a:b], self.phi0)  # (P, b-a)
-                    sub = out[si, gi]
-                    count[si, gi], used = collect_first(sub, count[si, gi], c_ab, acc)
-                    out[si, gi] = sub
-                    examined[si, gi] += used
+            out, examined, count = self._histogram(x, draws, dead)
             diag["correction_acceptance_rate"] = np.where(dead, np.nan, m / np.maximum(examined, 1))
             failed = count < m  # MAX_BLOCKS exhausted (the generic path raises Degenerate)
         else:  # pragma: no cover - guarded by supports()
             raise ValueError(name)
-        disp, frac = _batched_displacement(x, out)
+        disp, frac = compiled_kernels()["displacement"](x, out) if self._compiled() else _batched_displacement(x, out)
         diag["correction_displacement"], diag["correction_fraction_changed"] = disp, frac
         return out, diag, failed
 
-    def step(self, st: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], StepResult]:
+    def step(self, st: dict[str, Any]) -> tuple[dict[str, Any], StepResult]:
         g = int(st["generation"]) + 1
         S, G, m, n, d = self.S, self.G, self.m, self.n, self.d
         secs = {"sample": 0.0, "correct": 0.0, "train": 0.0, "eval": 0.0}
@@ -231,21 +599,26 @@ class GaussianEnsemble:
         corrected = self.group.arm == "correction" and self.group.correction != "none"
         diag: dict[str, np.ndarray] = {}
         failed = np.zeros((S, G), dtype=bool)
+        kern = compiled_kernels() if self._compiled() else None
+        batch_sums = kern["sums"] if kern else sums
         t0 = time.perf_counter()
         if self.group.arm == "baseline":
             s1 = np.broadcast_to(st["real_s1"][:, None], (S, G, d))
             s2 = np.broadcast_to(st["real_s2"][:, None], (S, G, d, d))
             count, prov = n, ((-1, False, n),)
         else:
-            chol, _ = cholesky_or_nan(np.where(dead[..., None, None], np.eye(d), st["cov"]))
-            z = self._rng(g, "sample").standard_normal((S, m, d))
-            x = affine_sample(st["mean"], chol, z[:, None])  # (S, G, m, d)
+            chol = st.get("chol")
+            if chol is None:
+                chol, _ = cholesky_or_nan(np.where(dead[..., None, None], np.eye(d), st["cov"]))
+            draws = self._draws(g)
+            z = draws["z"]
+            x = kern["affine"](st["mean"], chol, z) if kern else affine_sample(st["mean"], chol, z[:, None])  # (S, G, m, d)
             t1 = time.perf_counter()
             secs["sample"] = t1 - t0
-            x, diag, failed = self._correct(x, g, dead)
+            x, diag, failed = self._correct(x, draws, dead)
             t0 = time.perf_counter()
             secs["correct"] = t0 - t1
-            bx1, bx2 = sums(x)
+            bx1, bx2 = batch_sums(x)
             pol = self.policy
             if pol == "augment":
                 s1, s2, count = st["real_s1"][:, None] + bx1, st["real_s2"][:, None] + bx2, n + m
@@ -259,62 +632,75 @@ class GaussianEnsemble:
                 count = n + g * m
                 prov = ((-1, False, n),) + tuple((j, corrected, m) for j in range(1, g + 1))
             elif pol == "paper-toy":
-                batches = _append_batch(st, x, g, self.capacity)  # (g, S, G, m, d)
+                pts: _PaperToyPoints = st["points"]
+                if g > pts.horizon:
+                    raise ValueError(f"paper-toy: generation {g} is past the horizon {pts.horizon} it was set up for")
                 new = paper_toy_counts(m, g)
                 old = np.append(paper_toy_counts(m, g - 1), 0) if g > 1 else np.array([0])
                 acc1, acc2 = st["acc_s1"] + bx1, st["acc_s2"] + bx2  # generation g enters whole
-                k = np.arange(m)
-                drop = (k >= new[:, None]) & (k < old[:, None])  # (g, m): points that leave now
-                if drop.any():
-                    jj, kk = np.nonzero(drop)
-                    # (P, S, G, d) -> (S, G, P, d), contiguous, as the sums have always seen it
-                    r1, r2 = sums(np.ascontiguousarray(np.moveaxis(batches[jj, :, :, kk], 0, 2)))
+                losing = np.nonzero(new < old)[0]  # batches j = losing + 1 lose points [new, old)
+                if len(losing):
+                    # (S, G, P, d), points in (j, k) order, contiguous, as the sums have always seen them
+                    gone = np.concatenate([pts.take(int(j) + 1, int(new[j]), int(old[j])) for j in losing], axis=2)
+                    r1, r2 = batch_sums(gone)
                     acc1, acc2 = acc1 - r1, acc2 - r2
+                    for j in losing:
+                        pts.shrink(int(j) + 1, int(new[j]))
+                pts.add(g, x)
                 st["acc_s1"], st["acc_s2"] = acc1, acc2
                 s1, s2 = st["real_s1"][:, None] + acc1, st["real_s2"][:, None] + acc2
                 count = n + int(new.sum())
                 keep = np.nonzero(new)[0]
                 prov = ((-1, False, n),) + tuple(zip((keep + 1).tolist(), [corrected] * len(keep), new[keep].tolist()))
             elif pol == "accumulate-subsample":
-                batches = _append_batch(st, x, g, self.capacity)
-                pool = g * m
+                pool: _Pool = st["points"]
+                pool.add(g, x)
+                n_pool = g * m
                 budget = int(self.policy_options.get("budget", 100))
-                keys = self._rng(g, "policy").random((S, pool))
-                if pool <= budget:
-                    idx = np.broadcast_to(np.arange(pool), (S, pool))
+                keys = draws["keys"]
+                if n_pool <= budget:
+                    idx = np.broadcast_to(np.arange(n_pool), (S, n_pool))
                 else:
                     idx = np.sort(np.argpartition(keys, budget - 1, axis=-1)[:, :budget], axis=-1)
-                flat = np.moveaxis(batches, 0, 2).reshape(S, G, pool, d)
-                chosen = np.take_along_axis(flat, idx[:, None, :, None], axis=2)
-                c1, c2 = sums(chosen)
+                chosen = np.take_along_axis(pool.view(), idx[:, None, :, None], axis=2)
+                c1, c2 = batch_sums(chosen)
                 s1, s2 = st["real_s1"][:, None] + c1, st["real_s2"][:, None] + c2
                 count = n + idx.shape[1]
-                # provenance can differ across seeds here; report seed 0's split
+                # provenance can differ across seeds here; report the block's first seed's split
                 gen_of = idx[0] // m + 1
                 cnt = np.bincount(gen_of, minlength=g + 1)
                 prov = ((-1, False, n),) + tuple((j, corrected, int(cnt[j])) for j in range(1, g + 1) if cnt[j])
             else:  # pragma: no cover
                 raise ValueError(pol)
         mean, cov = moments_from_sums(s1, s2, count, self.reg)
-        _, bad = cholesky_or_nan(cov)
+        chol_new, bad = cholesky_or_nan(cov)
         bad |= failed
         newly = bad & ~dead
         st["mean"] = np.where(dead[..., None], st["mean"], mean)
         st["cov"] = np.where(dead[..., None, None], st["cov"], cov)
         st["dead"] = dead | bad
+        if self.group.arm != "baseline":
+            # next generation's sampling factor: the factor of each live trajectory's new
+            # covariance (the same batched, per-matrix computation the sampler would repeat),
+            # the identity's (itself) for the dead
+            st["chol"] = np.where(st["dead"][..., None, None], np.eye(d), chol_new)
         st["generation"] = np.array(g)
         t1 = time.perf_counter()
         secs["train"] = t1 - t0
         metrics = self.evaluate(st)
         secs["eval"] = time.perf_counter() - t1
+        msg_failed = f"{self.group.correction}: rejection sampling accepted fewer than {m} points"
+        msg_singular = "singular covariance: the loop has collapsed"
         reasons = []
         if (failed & ~dead).any():
-            reasons.append(f"{self.group.correction}: rejection sampling accepted fewer than {m} points")
+            reasons.append(msg_failed)
         if (newly & ~failed).any():
-            reasons.append("singular covariance: the loop has collapsed")
+            reasons.append(msg_singular)
         reason = "; ".join(reasons)
-        n_syn = count - (n if (self.policy != "replace" or self.group.arm == "baseline") else 0)
-        return st, StepResult(g, metrics, diag, newly, reason, secs, prov, n if (self.policy != "replace" or self.group.arm == "baseline") else 0, n_syn)
+        keeps_real = self.policy != "replace" or self.group.arm == "baseline"
+        n_syn = count - (n if keeps_real else 0)
+        return st, StepResult(g, metrics, diag, newly, reason, secs, prov, n if keeps_real else 0, n_syn,
+                              failed=failed & newly, reasons=(msg_failed, msg_singular))
 
 
 def supports(spec) -> tuple[bool, str]:
@@ -342,16 +728,23 @@ def supports(spec) -> tuple[bool, str]:
 def run_ensemble(ens: GaussianEnsemble, n_generations: int, *, state: dict | None,
                  on_step: Callable[[StepResult], None], checkpoint: Callable[[dict], None] | None = None,
                  checkpoint_every: int = 1, gen0: Callable[[dict[str, Any]], None] | None = None) -> dict:
-    """Run a group to ``n_generations``; ``state`` resumes from a checkpoint."""
-    ens.capacity = n_generations
+    """Run a group to ``n_generations``; ``state`` resumes from a checkpoint (made by the same
+    ensemble: ``ens.restore``)."""
+    if ens.horizon != n_generations:
+        if state is not None and ens.horizon:
+            raise ValueError(f"run_ensemble: the state was made for {ens.horizon} generations, not {n_generations}")
+        ens.horizon = n_generations
     if state is None:
         state = ens.initial_state()
         if gen0 is not None:
             gen0(ens.evaluate(state))
-    while int(state["generation"]) < n_generations:
-        state, res = ens.step(state)
-        on_step(res)
-        g = res.generation
-        if checkpoint is not None and (g % checkpoint_every == 0 or g == n_generations):
-            checkpoint(state)
+    try:
+        while int(state["generation"]) < n_generations:
+            state, res = ens.step(state)
+            on_step(res)
+            g = res.generation
+            if checkpoint is not None and (g % checkpoint_every == 0 or g == n_generations):
+                checkpoint(state)
+    finally:
+        ens.close()
     return state

@@ -204,7 +204,8 @@ def make_cmu_deepmimic(*, data_dir: str | None = None, contents=None, fps: float
                 raise ConfigError(f"task.contents: {a!r} unknown; known: {', '.join(known)}")
     keep = [i for i, a in enumerate(actions) if a in contents]
     if len(keep) < holdout:
-        raise ConfigError(f"task: only {len(keep)} CMU clips match contents={list(contents)}; need at least holdout={holdout}")
+        raise ConfigError(f"task: only {len(keep)} CMU clips match contents={list(contents)}; "
+                          f"need at least holdout={holdout}")
     return MotionTask([clips[i] for i in keep], [actions[i] for i in keep], contents, name="cmu-deepmimic", fps=fps,
                       window=window, stride=stride, holdout=holdout, n_eval=n_eval, ref_stride=ref_stride,
                       order=order, encoder_data=encoder_data)

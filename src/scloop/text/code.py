@@ -96,6 +96,8 @@ def is_valid_unit(s: str, unit: str) -> bool:
 def extract_units(src: str, unit: str) -> list[str]:
     tree = ast.parse(src)
     lines = src.splitlines(keepends=True)
+    starts = np.concatenate([[0], np.cumsum([len(x.encode("utf-8")) for x in lines])]).astype(np.int64)
+    raw = src.encode("utf-8")
     out = []
     for node in ast.walk(tree):
         if unit == "function":
@@ -103,9 +105,11 @@ def extract_units(src: str, unit: str) -> list[str]:
                 text = "".join(lines[node.lineno - 1: node.end_lineno])
                 out.append(textwrap.dedent(text).rstrip("\n"))
         elif isinstance(node, ast.stmt) and not any(hasattr(node, f) for f in ("body", "cases")):
-            seg = ast.get_source_segment(src, node)
-            if seg is not None:
-                out.append(seg)
+            if node.end_lineno is None or node.end_col_offset is None:
+                continue
+            a = starts[node.lineno - 1] + node.col_offset  # ast offsets are in UTF-8 bytes
+            b = starts[node.end_lineno - 1] + node.end_col_offset
+            out.append(raw[a:b].decode("utf-8", errors="replace"))
     return out
 
 

@@ -81,6 +81,7 @@ class PCFG:
         self._check()
         self._cum = {a: np.cumsum([p.prob for p in ps]) for a, ps in self.by_lhs.items()}
         self._memo: dict[str, Analysis] = {}
+        self._repairs: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ checks
     def _check(self) -> None:
@@ -248,7 +249,7 @@ class PCFG:
         import lark
 
         try:
-            return lark.Lark(self.lark_grammar(), start=self.start, parser="lalr", lexer="contextual")
+            return lark.Lark(self.lark_grammar(), start=self.start, parser="lalr", lexer="contextual", strict=True)
         except lark.exceptions.GrammarError:
             return lark.Lark(self.lark_grammar(), start=self.start, parser="earley", lexer="dynamic",
                              ambiguity="explicit")
@@ -326,6 +327,15 @@ class PCFG:
             return s
         if not self.is_lalr:
             return None
+        if s in self._repairs:
+            return self._repairs[s]
+        out = self._repair(s, max_nodes)
+        if len(self._repairs) > 200_000:
+            self._repairs.clear()
+        self._repairs[s] = out
+        return out
+
+    def _repair(self, s: str, max_nodes: int) -> str | None:
         import lark
         from lark import Token
 

@@ -259,8 +259,10 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
                armature: float = 0.02, damping: float = 0.5, stiffness: float = 10.0, leg_lever: float = 0.2,
                f_pd: float = 7.0, kp_min: float = 30.0, harness_hz: float = 5.0,
                harness_inertia: float = 8.0, cone: str = "pyramidal", impratio: float = 1.0,
-               solref: tuple[float, float] = (0.015, 1.0)) -> str:
-    """MJCF text for ``skeleton`` (module docstring).
+               solref: tuple[float, float] = (0.015, 1.0), compiled: bool = False):
+    """MJCF text for ``skeleton`` (module docstring); with ``compiled=True`` the compiled
+    ``mujoco.MjModel`` instead, built with one compile (the text path compiles a draft for the
+    gains, and its user compiles the text again): the same model, array for array.
 
     ``neutral`` (J, 3, 3): per-joint neutral local rotation (identity if None).  ``foot_down``:
     ankle joint index -> unit sole normal pointing down, in the ankle's frame (fallback: the
@@ -389,8 +391,8 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
                          (toe_front + heel_back) * foot_width * h))
     vol = sum(v for gl in geoms.values() for _, v in gl)
     if vol <= 0:
-        raise PhysicsModelError(f"physics: the skeleton ({', '.join(skeleton.names)}) has no bone of >= {MIN_BONE:g} m; "
-                                "allowed: a body with bones")
+        raise PhysicsModelError(f"physics: the skeleton ({', '.join(skeleton.names)}) has no bone of >= "
+                                f"{MIN_BONE:g} m; allowed: a body with bones")
     dens = mass_kg / vol
 
     def xml(gains: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None) -> str:
@@ -452,8 +454,11 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
         out.append("</mujoco>")
         return "\n".join(s for s in out if s)
 
-    # ---- gains need M_jj and subtree COMs at the neutral pose: compile a draft first
-    draft = _compile(xml(None), skeleton, lay)
+    # ---- gains need M_jj and subtree COMs at the neutral pose: compile a draft first (with
+    # placeholder gains when the compiled model is what is wanted: actuators do not change the
+    # mass matrix or the subtree COMs, and the gains are written into it afterwards)
+    placeholder = {k: (np.ones(3), np.ones(3), np.ones(3)) for k in lay.hinged}
+    draft = _compile(xml(placeholder if compiled else None), skeleton, lay)
     d = mujoco.MjData(draft)
     d.qpos[2] = 1.0
     mujoco.mj_forward(draft, d)
@@ -486,7 +491,22 @@ def build_mjcf(skeleton: Skeleton, *, mass_kg: float = 65.0, neutral: np.ndarray
             kv[ax] = max(2 * np.sqrt(kp[ax] * Mjj), 0.05 * kp[ax])
             fr[ax] = max(3 * static, 0.3 * kp[ax], 20.0)
         gains[k] = (kp, kv, fr)
-    return xml(gains)
+    if not compiled:
+        return xml(gains)
+    # the values the text would carry (6 significant digits), as MuJoCo's compiler stores a
+    # position actuator: gainprm[0] = kp, biasprm[1:3] = (-kp, -kv)
+    r6 = lambda v: float(f"{v:.6g}")  # noqa: E731
+    for k in lay.hinged:
+        kp, kv, fr = gains[k]
+        for ax, (nm, _) in enumerate(HINGE_AXES):
+            if lock[k, ax]:
+                continue
+            a = mujoco.mj_name2id(draft, mujoco.mjtObj.mjOBJ_ACTUATOR, f"a_{lay.body[k]}_{nm}")
+            draft.actuator_gainprm[a, 0] = r6(kp[ax])
+            draft.actuator_biasprm[a, 1] = -r6(kp[ax])
+            draft.actuator_biasprm[a, 2] = -r6(kv[ax])
+            draft.actuator_forcerange[a] = (-r6(fr[ax]), r6(fr[ax]))
+    return draft
 
 
 def _hip_point(skeleton: Skeleton, c: int, feet: set[int], Pn: np.ndarray) -> np.ndarray | None:

@@ -9,7 +9,7 @@ Per clip:
 2. Model: :func:`~scloop.motion.physics.mjcf.build_mjcf` with that neutral, the clip's sole
    orientation (mean "down" direction in each ankle frame over the clip's stance frames) and hinge
    ranges = the reference range widened by 0.3 rad and at least +-2.1 rad.  Compiled models are
-   cached per process by the MJCF text (compiling costs ~2 ms).
+   cached per process by the model's inputs (building one costs ~5 ms: the text and one compile).
 3. Control, per substep (dt = 1/(fps * n_sub), n_sub = round(1 / (fps * timestep))): position
    actuators with target ``q_ref + c (kv/kp) q_dot_ref`` (reference-velocity feed-forward,
    ``c = velocity_ff``) at the end of the substep, linearly interpolated between frames; harness
@@ -29,10 +29,18 @@ Per clip:
    older defaults; the current ones track at 0.91 cm with less foot skating, docs/motion.md).
 4. Start from the reference first frame and velocities; record every frame; on a fall (pelvis
    below ``fall_ratio`` x reference pelvis height for more than ``fall_seconds``, or the head below
-   the pelvis) restart from the reference state at that frame and count it.
+   the pelvis while the reference holds it more than 20 cm above -- a cartwheel, handstand or
+   lying body in the reference is not a fall) restart from the reference state at that frame and
+   count it.
 5. Output clip: local rotations from the simulated hinge angles, pelvis local rotation and
    translation from the simulated free joint (merged root joints keep their reference values, as
-   do non-pelvis translations).
+   do non-pelvis translations -- except joints whose translation the clip animates (BVH position
+   channels): the model is built on their mean bone (:func:`model_skeleton`), and the output
+   carries that rigid bone, as simulated).
+
+Throughput (benchmarks/bench_motion.py): ~80 % of the time is ``mj_step``; the Python substep
+loop binds MjData's arrays once, the output Euler angles are converted in numpy, and a model is
+compiled once per distinct input (cached by :func:`_model_key`).
 """
 
 from __future__ import annotations
@@ -77,13 +85,28 @@ def skeleton_digest(skeleton: Skeleton) -> str:
     return h.hexdigest()[:16]
 
 
-def _model(xml: str):
-    import mujoco
+def _model_key(skeleton: Skeleton, build_kw: dict) -> str:
+    """Cache key of the model :func:`build_mjcf` builds from ``skeleton`` and ``build_kw``."""
+    h = hashlib.sha256(skeleton_digest(skeleton).encode())
+    for name in sorted(build_kw):
+        v = build_kw[name]
+        h.update(name.encode())
+        if isinstance(v, dict):
+            for a in sorted(v):
+                h.update(str(a).encode() + np.asarray(v[a], dtype=float).tobytes())
+        elif isinstance(v, np.ndarray):
+            h.update(str(v.dtype).encode() + v.tobytes())
+        else:
+            h.update(repr(v).encode())
+    return h.hexdigest()
 
-    key = hashlib.sha256(xml.encode()).hexdigest()
+
+def _model(key: str, skeleton: Skeleton, build_kw: dict):
+    """The compiled humanoid for ``build_kw`` (:func:`build_mjcf` with ``compiled=True``), cached
+    per process by ``key`` (building costs ~5 ms: the MJCF text and one compile)."""
     m = _MODEL_CACHE.get(key)
     if m is None:
-        m = mujoco.MjModel.from_xml_string(xml)
+        m = build_mjcf(skeleton, compiled=True, **build_kw)
         _MODEL_CACHE[key] = m
         if len(_MODEL_CACHE) > _CACHE_SIZE:
             _MODEL_CACHE.popitem(last=False)
@@ -98,6 +121,25 @@ def chordal_mean(R: np.ndarray) -> np.ndarray:
     D = np.ones(U.shape[:-1])
     D[..., -1] = np.sign(np.linalg.det(U @ Vt))
     return (U * D[..., None, :]) @ Vt
+
+
+def _euler_zxy_matrix(ang: np.ndarray) -> np.ndarray:
+    """(..., 3) intrinsic ZXY angles (a, b, c) -> (..., 3, 3) ``Rz(a) Rx(b) Ry(c)`` (what
+    ``Rotation.from_euler("ZXY", ...)`` gives, to rounding, at a tenth of its cost)."""
+    ca, sa = np.cos(ang[..., 0]), np.sin(ang[..., 0])
+    cb, sb = np.cos(ang[..., 1]), np.sin(ang[..., 1])
+    cc, sc = np.cos(ang[..., 2]), np.sin(ang[..., 2])
+    R = np.empty(ang.shape[:-1] + (3, 3))
+    R[..., 0, 0] = ca * cc - sa * sb * sc
+    R[..., 0, 1] = -sa * cb
+    R[..., 0, 2] = ca * sc + sa * sb * cc
+    R[..., 1, 0] = sa * cc + ca * sb * sc
+    R[..., 1, 1] = ca * cb
+    R[..., 1, 2] = sa * sc - ca * sb * cc
+    R[..., 2, 0] = -cb * sc
+    R[..., 2, 1] = sb
+    R[..., 2, 2] = cb * cc
+    return R
 
 
 def _quat_wxyz(R: np.ndarray) -> np.ndarray:
@@ -180,7 +222,9 @@ def model_skeleton(clip: Clip) -> tuple[Skeleton, np.ndarray]:
 
 @dataclass(frozen=True)
 class _Prepared:
-    xml: str
+    key: str  # model cache key
+    build_kw: dict  # build_mjcf keywords
+    skeleton: Skeleton  # the rigid skeleton the model is built on (model_skeleton)
     q: np.ndarray  # (T, H) hinge angles
     qd: np.ndarray
     root_pos: np.ndarray  # (T, 3)
@@ -225,8 +269,8 @@ def _prepare(clip: Clip, mass_kg: float, model_kwargs: dict, lock_tol: float = 0
     Qq = chordal_mean(Qq[None])  # re-orthonormalise
     down = {a: np.round(v, 3) / np.linalg.norm(np.round(v, 3)) for a, v in down.items()}
     fwd = {a: np.round(v, 3) for a, v in fwd.items()}
-    xml = build_mjcf(sk, mass_kg=mass_kg, neutral=Qq, foot_down=down, ranges=np.round(ranges, 2),
-                     locked=locked, **({"foot_forward": fwd} if fwd else {}), **model_kwargs)
+    build_kw = dict(mass_kg=mass_kg, neutral=Qq, foot_down=down, ranges=np.round(ranges, 2), locked=locked,
+                    **({"foot_forward": fwd} if fwd else {}), **model_kwargs)
     if not np.allclose(Qq[H], Q[H], atol=1e-3):
         raise AssertionError("neutral quantisation failed")  # pragma: no cover
     E = np.einsum("jba,tjbc->tjac", Qq[H], clip.rotations[:, H])
@@ -238,7 +282,8 @@ def _prepare(clip: Clip, mass_kg: float, model_kwargs: dict, lock_tol: float = 0
     p = lay.pelvis
     rp = X[:, p]
     rv = np.gradient(rp, axis=0) * fps if T > 1 else np.zeros_like(rp)
-    return _Prepared(xml, q, qd, rp, _quat_wxyz(Gw[:, p]), rv, _body_angvel(Gw[:, p], fps), X, Gw, Qq, locked)
+    return _Prepared(_model_key(sk, build_kw), build_kw, sk, q, qd, rp, _quat_wxyz(Gw[:, p]), rv,
+                     _body_angvel(Gw[:, p], fps), X, Gw, Qq, locked)
 
 
 def _interp(a: np.ndarray, n_sub: int) -> np.ndarray:
@@ -302,11 +347,14 @@ def track(clip: Clip, *, harness: float = 1.0, mass_kg: float = 65.0, vertical_c
     sk = clip.skeleton
     lay = layout(sk)
     T, fps = clip.n_frames, float(clip.fps)
+    if not (np.isfinite(fps) and 0.5 <= fps <= 5000):
+        raise ValueError(f"track: clip {clip.name!r} at {fps!r} fps; allowed: 0.5 - 5000 fps")
     n_sub = max(1, int(round(1.0 / (fps * timestep))))
     kw = dict(model_kwargs or {})
     kw["timestep"] = 1.0 / (fps * n_sub)
     prep = _prepare(clip, mass_kg, kw, lock_tol)
-    m = _model(prep.xml)
+    model_sk, changed = model_skeleton(clip)
+    m = _model(prep.key, prep.skeleton, prep.build_kw)
     d = mujoco.MjData(m)
     H = list(lay.hinged)
     # hinge qpos/dof addresses, in the order of prep.q
@@ -354,8 +402,13 @@ def track(clip: Clip, *, harness: float = 1.0, mass_kg: float = 65.0, vertical_c
         raise AssertionError("mocap layout")  # pragma: no cover
     head = next((k for k in range(sk.n_joints) if "head" in sk.names[k].lower() and k not in lay.merged),
                 int(np.argmax(prep.X[0, :, 2])))
+    if head in lay.merged:  # pragma: no cover - merged joints sit below the pelvis only in odd files
+        head = lay.pelvis
     head_bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, lay.body[head])
     pel_bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, lay.body[lay.pelvis])
+    # a fall is the head below the pelvis only where the reference holds it clearly above (a
+    # handstand, cartwheel or lying body in the reference is not a fall)
+    upright = prep.X[:, head, 2] - prep.X[:, lay.pelvis, 2] > 0.2
 
     def reset(i: int) -> None:
         d.qpos[:3] = prep.root_pos[i]
@@ -387,25 +440,32 @@ def track(clip: Clip, *, harness: float = 1.0, mass_kg: float = 65.0, vertical_c
     hl = hids[:3]
     restarted = np.zeros(T, dtype=bool)
     restarted[0] = True  # frame 0 is the reference state itself
+    # MjData's arrays bound once: each attribute access builds a new numpy view (~0.3 us), and
+    # the substep loop below is the tracker's Python hot spot
+    ctrl, mocap_pos, mocap_quat, qpos, xpos, act_force = (d.ctrl, d.mocap_pos, d.mocap_quat, d.qpos, d.xpos,
+                                                         d.actuator_force)
     for i in range(1, T):
         base = (i - 1) * n_sub
         if use_i:
             # once per frame (zero-order hold over its substeps) from the error at the frame
             # boundary: the integral time spans 3 frames, and a per-substep update in Python cost
             # 15% of the tracker's throughput (benchmarks/bench_motion.py)
-            i_term += i_gain * (q_ref[i - 1] - d.qpos[qadr])
+            i_term += i_gain * (q_ref[i - 1] - qpos[qadr])
             np.clip(i_term, -integral_cap, integral_cap, out=i_term)
             ctrl_off[aids] = i_term
-        for s in range(base, base + n_sub):
-            np.add(ctrl_sub[s], ctrl_off, out=d.ctrl)
-            d.mocap_pos[:] = mpos[s]
-            d.mocap_quat[:] = mquat[s]
+            block = ctrl_sub[base: base + n_sub] + ctrl_off
+        else:
+            block = ctrl_sub[base: base + n_sub]
+        for k in range(n_sub):
+            ctrl[:] = block[k]
+            mocap_pos[:] = mpos[base + k]
+            mocap_quat[:] = mquat[base + k]
             step(m, d)
-            sub_rec[s + 1] = d.qpos
-        load[i] = np.linalg.norm(d.actuator_force[hl])
-        zp = d.xpos[pel_bid, 2]
+            sub_rec[base + k + 1] = qpos
+        load[i] = np.linalg.norm(act_force[hl])
+        zp = xpos[pel_bid, 2]
         low = low + 1 if zp < fall_ratio * zref[i] else 0
-        if low > fall_frames or d.xpos[head_bid, 2] < zp or not np.isfinite(d.qpos).all():
+        if low > fall_frames or (xpos[head_bid, 2] < zp and upright[i]) or not np.isfinite(qpos).all():
             falls += 1
             low = 0
             reset(i)
@@ -420,8 +480,10 @@ def track(clip: Clip, *, harness: float = 1.0, mass_kg: float = 65.0, vertical_c
     ang = np.zeros((T, 3 * len(H)))
     ang[:, free] = qpos_rec[:, qadr]
     ang = ang.reshape(T, len(H), 3)
-    E = Rotation.from_euler(EULER_ORDER, ang.reshape(-1, 3)).as_matrix().reshape(T, len(H), 3, 3)
+    E = _euler_zxy_matrix(ang)
     rot[:, H] = np.einsum("jab,tjbc->tjac", prep.neutral[H], E)
+    if changed.any():  # joints with animated translations were simulated on rigid bones
+        trans[:, changed] = model_sk.offsets[changed]
     q = qpos_rec[:, 3:7]
     Rw = Rotation.from_quat(q[:, [1, 2, 3, 0]]).as_matrix()
     xw = qpos_rec[:, :3]
