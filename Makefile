@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(BIN)/pip install -q -r requirements/cpu.txt
-	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev,images,motion,ray,tensorboard]'
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev,images,motion,ray,tensorboard,text]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_images.py
 	$(BIN)/python benchmarks/bench_motion.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_text.py
 
 docs: $(STAMP)
 	$(BIN)/python scripts/cli_reference.py

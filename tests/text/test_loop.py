@@ -78,6 +78,44 @@ def test_resume_is_exact(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_char_transformer_finetune_loop_on_arithmetic(tmp_path):
+    cfg = {**BASE, "task": {"name": "arithmetic", "n_eval": 40},
+           "model": {"name": "char-transformer", "layers": 1, "heads": 2, "dim": 16, "max_len": 16, "steps": 20,
+                     "finetune_steps": 5, "threads": 1},
+           "train": "finetune", "n_real": 100, "policy": "augment", "n_generations": 2,
+           "correction": "checker", "gamma": [float("inf")], "metrics": ["kl", "validity", "answer-accuracy"]}
+    df = scloop.run(cfg, seeds=1, out=tmp_path, workers=1).table(include_timing=False)
+    assert set(df.metric) >= {"kl", "validity", "answer-accuracy", "correction_acceptance"}
+    assert df.generation.max() == 2
+
+
+def test_presets_validate():
+    from scloop.core.config import ExperimentSpec  # noqa: F401
+    from scloop.runner.run import validate
+
+    for name in ("text-quick",):
+        validate(scloop.load_spec(name))
+
+
+def test_text_study_sweep_covers_the_grid():
+    from scloop.runner.run import validate
+    from scloop.sweep.spec import load_sweep
+
+    pts = load_sweep("text-study").points()
+    assert len(pts) == 12
+    seen = set()
+    for p in pts:
+        spec = p.spec
+        assert spec.seeds >= 5 and spec.n_generations >= 20
+        assert set(spec.gammas) == {1.0, float("inf")}
+        seen.add((spec.task.name, spec.policy.name, tuple(spec.lambdas)))
+    for policy in ("replace", "augment", "accumulate"):
+        for lam in (0.5, 1.0, 4.0):
+            assert ("pcfg", policy, (lam,)) in seen
+        assert ("python-stdlib", policy, (1.0,)) in seen
+    validate(pts[0].spec)
+
+
 @pytest.mark.slow
 def test_text_quick_preset_small(tmp_path):
     run = scloop.run("text-quick", seeds=1, out=tmp_path, workers=1, quiet=True)

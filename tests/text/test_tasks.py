@@ -109,3 +109,36 @@ def test_pcfg_task_facts():
     assert x.shape == (20,) and x.dtype.kind == "U"
     with pytest.raises(scloop.ConfigError):
         TASKS.create("pcfg", grammar="klingon")
+
+
+def test_python_stdlib_task_contract(tmp_path, monkeypatch):
+    """The code task on a small synthetic library (the real one: the slow test above)."""
+    import math
+
+    from scloop import CorrectionContext
+    from scloop.core.registry import CORRECTIONS, MODELS
+
+    root = tmp_path / "lib"
+    _fake_stdlib(root, n_files=200)
+    monkeypatch.setattr(code, "stdlib_root", lambda: root)
+    monkeypatch.setenv("SCLOOP_TEXT_CACHE", str(tmp_path / "cache"))
+    code.corpus.cache_clear()
+    try:
+        t = TASKS.create("python-stdlib", unit="line", min_len=4, holdout=0.3, n_eval=20)
+        assert t.domain == "text" and t.meta["kind"] == "code"
+        rng = np.random.default_rng(0)
+        real, ref = t.real_data(50, rng), t.reference(rng)
+        assert real.x.dtype.kind == "U" and len(ref) == 20 and t.target.is_valid(real.x).all()
+        model = MODELS.create("ngram", order=4, max_len=100).fit(real, rng=rng)
+        ctx = CorrectionContext(real, t.target, None, "cpu", t.meta)
+        batch = model.sample(40, rng=rng)
+        for mode in ("filter", "resample", "truncate"):
+            c0 = CORRECTIONS.create("compile", gamma=0.0, mode=mode).prepare(ctx)
+            np.testing.assert_array_equal(c0(batch, model=model, rng=rng).data.x, batch.x)
+            out = CORRECTIONS.create("compile", gamma=math.inf, mode=mode).prepare(ctx)(batch, model=model, rng=rng)
+            assert t.target.is_valid(out.data.x).all()
+            assert math.isfinite(out.diagnostics["kept_fraction"])
+        with pytest.raises(scloop.ConfigError):
+            TASKS.create("python-stdlib", unit="class")
+    finally:
+        code.corpus.cache_clear()

@@ -178,6 +178,8 @@ def _compile_kernels() -> dict:
         width = np.empty((S, G, 2))
         dens = np.zeros((S, G, bins, bins))
         peak = np.empty((S, G))
+        counts = np.zeros((bins, bins), dtype=np.int64)
+        table = np.empty(n + 1)
         for s in range(S):
             for g in range(G):
                 for a in range(2):
@@ -196,7 +198,7 @@ def _compile_kernels() -> dict:
                         mx = mx + 0.5
                     lo[s, g, a] = mn
                     width[s, g, a] = (mx - mn) / bins
-                counts = np.zeros((bins, bins), dtype=np.int64)
+                counts[:, :] = 0
                 for i in range(n):
                     v0 = 0.0 if dead[s, g] else x[s, g, i, 0]
                     v1 = 0.0 if dead[s, g] else x[s, g, i, 1]
@@ -204,13 +206,16 @@ def _compile_kernels() -> dict:
                     b1 = min(max(np.floor((v1 - lo[s, g, 1]) / width[s, g, 1]), 0.0), bins - 1.0)
                     counts[int(b0), int(b1)] += 1
                 denom = n * width[s, g, 0] * width[s, g, 1]
-                best = -np.inf
+                # a bin's density is count / denom: one division per possible count, not per bin
+                top = 0
+                for c in range(n + 1):
+                    table[c] = c / denom
                 for i in range(bins):
                     for j in range(bins):
-                        v = counts[i, j] / denom
-                        dens[s, g, i, j] = v
-                        best = max(best, v)
-                peak[s, g] = best
+                        c = counts[i, j]
+                        dens[s, g, i, j] = table[c]
+                        top = max(top, c)
+                peak[s, g] = table[top]  # division by denom > 0 preserves order: the max density
         return lo, width, dens, peak
 
     @jit

@@ -687,6 +687,9 @@ def _samples(src: _Source, fig_dir: Path) -> list[str]:
             continue
         made: list[Path] = []
         kind = _sample_kind(rdir)
+        if kind == "text":
+            out += _text_samples(rid, rdir)
+            continue
         if kind == "image":
             from scloop.report.images import grid_evolution
 
@@ -713,8 +716,42 @@ def _sample_kind(run_dir: Path) -> str:
     first = next(iter(sorted((run_dir / "samples").rglob("gen*.npz"))), None)
     if first is None:
         return ""
-    ndim = load_npz(first)["x"].ndim
+    arrays = load_npz(first)
+    if "text" in arrays:
+        return "text"
+    ndim = arrays["x"].ndim
     return {4: "image", 3: "motion"}.get(ndim, "")
+
+
+TEXT_PER_CELL = 3  # strings shown per (generation, unit) cell
+
+
+def _text_samples(rid: str, run_dir: Path) -> list[str]:
+    """Generated strings of a text run: rows are generations (first, a quarter, half, last),
+    columns the units of seed 0, cells a few of that generation's samples (escaped)."""
+    from scloop.store.atomic import load_npz
+    from scloop.store.run_store import RunStore
+
+    store = RunStore(run_dir)
+    try:
+        units = [u for u in store.units() if u.seed == min(x.seed for x in store.units())]
+    finally:
+        store.close()
+    gens = sorted({int(p.stem[3:]) for p in (run_dir / "samples").rglob("gen*.npz")})
+    if not gens or not units:
+        return []
+    pick = sorted({gens[0], gens[len(gens) // 4], gens[len(gens) // 2], gens[-1]})
+    header = ["generation"] + [f"{u.arm} λ={u.lam:g} {u.correction} γ={u.gamma:g}" for u in units[:MAX_FACETS]]
+    rows = []
+    for g in pick:
+        cells = []
+        for u in units[:MAX_FACETS]:
+            p = run_dir / "samples" / f"unit{u.unit:06d}" / f"gen{g:04d}.npz"
+            texts = [str(t) for t in load_npz(p)["text"][:TEXT_PER_CELL]] if p.exists() else []
+            cells.append("".join(f"<code style='white-space:pre-wrap;display:block'>{_e(t)}</code>" for t in texts))
+        rows.append(f"<tr><td>{g}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    return [f"<h3>{_e(rid)}: generated strings</h3>", f"<table><tr>{head}</tr>{''.join(rows)}</table>"]
 
 
 def _compute(df) -> str:

@@ -15,6 +15,7 @@ from scloop.store.run_store import RunStore
 
 GRID_PER_CLASS = 10  # images per class kept for the per-generation grid
 MOTION_PER_CLASS = 2  # motion windows per class kept for the stick-figure GIFs
+TEXT_SAMPLES = 8  # generated strings kept per generation for the report
 
 
 def _grid_arrays(samples: Data | None) -> dict[str, np.ndarray] | None:
@@ -22,6 +23,8 @@ def _grid_arrays(samples: Data | None) -> dict[str, np.ndarray] | None:
     (uint8, a few kB; rows = classes of the image grid) or up to 2 motion windows per class
     (float16 (k, T, F), ~0.2 MB for 4 actions; the stick-figure GIFs of
     :mod:`scloop.report.motion`); None for other data."""
+    if samples is not None and len(samples) and samples.x.dtype.kind == "U":
+        return {"text": samples.x[:TEXT_SAMPLES]}  # strings (fixed-width unicode): the report's table
     if samples is None or samples.y is None or len(samples) == 0 or samples.x.ndim not in (3, 4):
         return None
     per = GRID_PER_CLASS if samples.x.ndim == 4 else MOTION_PER_CLASS

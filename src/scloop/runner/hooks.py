@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol, runtime_checkable
 
 from scloop.core.types import GenerationRecord, Provenance
+from scloop.store.columnar import STAGES
 from scloop.store.run_store import RunStore, Unit
 
 log = logging.getLogger("scloop")
@@ -57,39 +58,41 @@ class Callback(Protocol):
 
 
 class Dispatcher:
-    """Reads the records added to a run's database since the last call and hands them to the
-    callbacks, in the order they were written."""
+    """Reads the records added to a run's store since the last call (rows written one
+    generation at a time, and record files written per checkpoint) and hands them to the
+    callbacks, in the order they were written (within a record file: by generation, then
+    unit)."""
 
     def __init__(self, store: RunStore, callbacks: Iterable[Any]) -> None:
         self.store = store
         self.callbacks = [c for c in callbacks if hasattr(c, "on_generation_end")]
-        self._last_rowid = 0
+        self._cursor = (0, 0)
         self._units: dict[int, Unit] = {}
 
     def start_from_now(self) -> None:
-        row = self.store.db.execute("SELECT MAX(rowid) FROM records").fetchone()
-        self._last_rowid = int(row[0] or 0)
+        self._cursor = self.store.cursor_now()
 
     def flush(self) -> None:
         if not self.callbacks:
             return
-        db = self.store.db
-        rows = db.execute(
-            "SELECT rowid, unit, generation, status, reason, n_real, n_synthetic, sample_seconds, correct_seconds, "
-            "train_seconds, eval_seconds FROM records WHERE rowid > ? ORDER BY rowid", (self._last_rowid,)).fetchall()
-        if not rows:
-            return
-        if not self._units:
+        parts, cursor = self.store.new_records(self._cursor)
+        if parts and not self._units:
             self._units = {u.unit: u for u in self.store.units()}
-        for rowid, unit, gen, status, reason, n_real, n_syn, s1, s2, s3, s4 in rows:
-            vals = dict(db.execute("SELECT n.name, m.value FROM metrics m JOIN metric_names n ON n.id = m.metric "
-                                   "WHERE m.unit = ? AND m.generation = ?", (unit, gen)).fetchall())
-            rec = GenerationRecord(int(gen), vals, int(n_real), int(n_syn), Provenance(()),
-                                   {"sample": s1, "correct": s2, "train": s3, "eval": s4}, status, reason or "")
-            ev = GenerationEvent(self.store.run_id, self._units[unit], rec)
-            for cb in self.callbacks:
-                cb.on_generation_end(ev)
-            self._last_rowid = max(self._last_rowid, int(rowid))
+        for rec in parts:
+            names = sorted(rec.metrics)
+            cols = [(k, rec.metrics[k][0].tolist(), rec.metrics[k][1].tolist()) for k in names]
+            secs = {s: rec.seconds[s].tolist() for s in STAGES}
+            status, reason = rec.status.values, rec.reason.values
+            for i, (unit, gen) in enumerate(zip(rec.unit.tolist(), rec.generation.tolist())):
+                # a NaN value reads back as None, as it always has from SQLite
+                vals = {k: (None if v[i] != v[i] else v[i]) for k, v, p in cols if p[i]}
+                rec_i = GenerationRecord(int(gen), vals, int(rec.n_real[i]), int(rec.n_synthetic[i]), Provenance(()),
+                                         {s: secs[s][i] for s in STAGES}, status[rec.status.codes[i]],
+                                         reason[rec.reason.codes[i]] or "")
+                ev = GenerationEvent(self.store.run_id, self._units[unit], rec_i)
+                for cb in self.callbacks:
+                    cb.on_generation_end(ev)
+        self._cursor = cursor
 
 
 def call_all(callbacks: Iterable[Any], method: str, info: RunInfo) -> None:

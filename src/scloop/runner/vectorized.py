@@ -28,6 +28,7 @@ came after them.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -143,7 +144,7 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
                 vals.update({k: np.asarray(v, dtype=float).ravel()[alive] for k, v in diag.items()})
                 pending.add(unit=flat[alive], generation=gen, status=Coded(bad_flat.astype(np.intp), _STATUS),
                             reason=reason_col, n_real=n_real, n_synthetic=n_syn,
-                            provenance=Provenance(prov).to_json(),
+                            provenance=_provenance_json(prov),
                             seconds={k: v / n_units for k, v in secs.items()}, metrics=vals)
                 dead_so_far[...] |= bad
 
@@ -172,6 +173,12 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
                 on_rows()
     finally:
         progress.close()
+
+
+@functools.lru_cache(maxsize=8192)
+def _provenance_json(prov: tuple) -> str:
+    # shared by every block and piece of a group at a generation, and O(generation) long
+    return Provenance(prov).to_json()
 
 
 # ---------------------------------------------------------------------- checkpoints

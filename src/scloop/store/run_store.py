@@ -225,8 +225,7 @@ class RunStore:
             return 0
         with self.db:
             ids = {p: self._pid(p) for p in batch.provenances()}
-        rec = batch.records(ids).sorted()
-        return self._write_segment(rec, sync=sync)
+        return self._write_segment(batch.records(ids), sync=sync)
 
     def _write_segment(self, rec: Records, *, sync: bool = True, replace: tuple[int, str] | None = None) -> int:
         name = new_segment_name()
