@@ -49,6 +49,8 @@ def _values(path: Path):
     [
         ("generic", ["--set", "n_generations=120", "--set", "checkpoint_every=1", "--set", "gamma=[0,1]"]),
         ("vectorized", ["--seeds", "20", "--set", "n_generations=400", "--set", "checkpoint_every=7"]),
+        # 24,000 records per checkpoint: committed as record files (the one above: SQLite rows)
+        ("vectorized", ["--seeds", "20", "--set", "n_generations=400", "--set", "checkpoint_every=150"]),
     ],
 )
 def test_kill_and_resume_is_bit_identical(tmp_path, engine, extra):
@@ -102,16 +104,20 @@ class _CrashAfter:
             raise _Crash()
 
 
-@pytest.mark.parametrize("crash_at", [300, 1000])
-def test_resume_across_seed_blocks_and_gamma_pieces_is_bit_identical(tmp_path, monkeypatch, crash_at):
+@pytest.mark.parametrize("crash_at, rows_below", [(300, 0), (1000, 0), (700, None)])
+def test_resume_across_seed_blocks_and_gamma_pieces_is_bit_identical(tmp_path, monkeypatch, crash_at, rows_below):
     """Seed blocks of 4 and pieces of one gamma (a tiny memory budget): a run that fails
-    midway and is resumed equals an uninterrupted one."""
+    midway and is resumed equals an uninterrupted one (records in files, which resuming
+    rewrites; or, as small batches are, in SQLite rows)."""
+    import scloop.store.run_store as rs
     import scloop.tasks.gaussian_ensemble as ens
     from scloop.core.config import load_spec
     from scloop.runner import run_experiment
 
     monkeypatch.setattr(ens, "SEED_BLOCK", 4)
     monkeypatch.setattr(ens, "MEMORY_BUDGET", 1)
+    if rows_below is not None:
+        monkeypatch.setattr(rs, "ROWWISE_BELOW", rows_below)
     spec = load_spec("gaussian-paper", ["n_generations=30", "checkpoint_every=4", "gamma=[0,1]"], seeds=10)
     run_experiment(spec, out=tmp_path / "ref", run_id="r")
     with pytest.raises(_Crash):

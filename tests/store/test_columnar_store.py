@@ -14,6 +14,14 @@ from scloop.store.columnar import Coded, RecordBatch
 from scloop.store.run_store import Unit
 
 
+@pytest.fixture(autouse=True)
+def _files(monkeypatch):
+    """Every batch to a record file (small ones would go to SQLite rows)."""
+    import scloop.store.run_store as rs
+
+    monkeypatch.setattr(rs, "ROWWISE_BELOW", 0)
+
+
 def _store(tmp_path, n_units: int = 4) -> RunStore:
     s = RunStore(tmp_path / "r")
     s.create("task: gaussian\n", [Unit(u, "correction", u // 2, 0.5, [0.0, math.inf][u % 2], "oracle-mixture",
@@ -130,3 +138,15 @@ def test_sweep_results_files_replace_on_reingest_and_read_in_position_order(tmp_
     only = open_results(sw.path, metric="w2-gaussian", generations=[1])
     assert len(only) == 4 and set(only.generation) == {1}
     assert not open_results(sw.path, include_timing=False).metric.str.endswith("_seconds").any()
+
+
+def test_small_batches_go_to_sqlite_rows_and_read_the_same(tmp_path, monkeypatch):
+    import scloop.store.run_store as rs
+
+    a = _store(tmp_path / "a")
+    a.write_batch(_batch(range(0, 4), [0, 1, 2, 3]))
+    monkeypatch.setattr(rs, "ROWWISE_BELOW", 10**9)
+    b = _store(tmp_path / "b")
+    b.write_batch(_batch(range(0, 4), [0, 1, 2, 3]))
+    assert not b.records_dir.exists() and b.db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 16
+    assert a.table().equals(b.table()) and a.records().equals(b.records())

@@ -7,7 +7,8 @@ Layout of ``<root>/<run_id>/``::
     results.sqlite     units, provenance, the list of record files; records written one
                        generation at a time (generic engine, its worker processes)
     records/           record files (Parquet, columnar, compressed) written in bulk by the
-                       vectorised engine, one per checkpoint (see :mod:`scloop.store.columnar`)
+                       vectorised engine, one per checkpoint of a large cell (small batches
+                       go to SQLite rows; see :mod:`scloop.store.columnar`)
     checkpoints/       latest resumable state (npz, no pickles), atomically replaced
     figures/           written by ``scloop plot``
 
@@ -47,6 +48,7 @@ EXPORT_COLUMNS = (
 )
 EXTRA_COLUMNS = ("status", "n_synthetic")
 RECORDS_DIR = "records"
+ROWWISE_BELOW = 2_000  # records per batch below which write_batch writes SQLite rows, not a file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS units (
@@ -218,14 +220,34 @@ class RunStore:
             self.db.executemany("INSERT INTO metrics VALUES (?,?,?,?)", met)
 
     def write_batch(self, batch: RecordBatch, *, sync: bool = True) -> int:
-        """Commit a :class:`~scloop.store.columnar.RecordBatch` as one record file (bulk
-        writers: the vectorised engine, once per checkpoint).  Atomic: the file is renamed
-        into place, then listed in one transaction.  Returns the number of records."""
+        """Commit a :class:`~scloop.store.columnar.RecordBatch` (bulk writers: the vectorised
+        engine, once per checkpoint) atomically: as one record file (renamed into place, then
+        listed in one transaction), or, below :data:`ROWWISE_BELOW` records, as SQLite rows in
+        one transaction (a few thousand rows cost less there than a file and its fsync).
+        Returns the number of records."""
         if not len(batch):
             return 0
         with self.db:
             ids = {p: self._pid(p) for p in batch.provenances()}
-        return self._write_segment(batch.records(ids), sync=sync)
+        rec = batch.records(ids)
+        if len(rec) < ROWWISE_BELOW:
+            self._write_rows(rec)
+            return len(rec)
+        return self._write_segment(rec, sync=sync)
+
+    def _write_rows(self, rec: Records) -> None:
+        cols = [rec.unit.tolist(), rec.generation.tolist(), [rec.status.values[c] for c in rec.status.codes],
+                [rec.reason.values[c] for c in rec.reason.codes], rec.n_real.tolist(), rec.n_synthetic.tolist(),
+                rec.provenance.tolist()] + [rec.seconds[s].tolist() for s in STAGES]
+        met = []
+        with self.db:
+            for name, (v, p) in rec.metrics.items():
+                mid = self._mid(name)
+                idx = np.nonzero(p)[0]
+                met.extend(zip(rec.unit[idx].tolist(), rec.generation[idx].tolist(), [mid] * len(idx),
+                               v[idx].tolist()))
+            self.db.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?)", zip(*cols))
+            self.db.executemany("INSERT INTO metrics VALUES (?,?,?,?)", met)
 
     def _write_segment(self, rec: Records, *, sync: bool = True, replace: tuple[int, str] | None = None) -> int:
         name = new_segment_name()
