@@ -23,11 +23,18 @@ BLOCK = re.compile(r"(^#{2,3} scloop (?P<cmd>[a-z -]+?)\n.*?```text\n)(?P<help>U
 def help_text(command: list[str]) -> str:
     os.environ["TYPER_USE_RICH"] = "0"
     os.environ["COLUMNS"] = "100"
+    import typer.core
     from typer.testing import CliRunner
 
     from scloop.cli import app
 
-    res = CliRunner().invoke(app, [*command, "--help"], terminal_width=100, prog_name="scloop")
+    # typer reads TYPER_USE_RICH when it is first imported: in a process that imported it
+    # before (the test suite), switch the boxes off here
+    before, typer.core.HAS_RICH = typer.core.HAS_RICH, False
+    try:
+        res = CliRunner().invoke(app, [*command, "--help"], terminal_width=100, prog_name="scloop")
+    finally:
+        typer.core.HAS_RICH = before
     if res.exit_code != 0:
         raise SystemExit(f"scloop {' '.join(command)} --help exited {res.exit_code}: {res.output}")
     return "\n".join(line.rstrip() for line in res.output.strip("\n").splitlines())

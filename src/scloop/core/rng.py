@@ -5,9 +5,11 @@ generation, role_id))``, so any generation can be recomputed on its own (resume)
 arm, lambda and gamma of one experiment sees the same streams (common random numbers: the
 arms differ only by what they do, which sharpens comparisons between them).
 
-Vectorised ensembles (:mod:`scloop.tasks.gaussian_ensemble`) draw arrays with a leading seed
-axis from the stream of seed 0; with a single seed they consume exactly the streams of the
-generic engine, which is what makes the two paths comparable number for number.
+Vectorised ensembles (:mod:`scloop.tasks.gaussian_ensemble`) compute seeds in blocks of 1,000
+and draw arrays with a leading seed axis: seed s is slice s mod 1000 of the streams of seed
+index s // 1000 (runs of up to 1,000 seeds draw from seed index 0 only); with a single seed they
+consume exactly the streams of the generic engine, which is what makes the two paths comparable
+number for number (docs/scale.md).
 """
 
 from __future__ import annotations
