@@ -29,8 +29,6 @@ came after them.
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,7 +38,7 @@ from scloop.core.config import ExperimentSpec
 from scloop.core.registry import TASKS
 from scloop.core.types import Provenance
 from scloop.runner.hooks import Progress
-from scloop.store.atomic import CorruptFile, load_npz, save_npz
+from scloop.store.atomic import CorruptFile, atomic_target, load_npz, save_npz
 from scloop.store.columnar import Coded, RecordBatch
 from scloop.store.run_store import RunStore, Unit
 
@@ -238,22 +236,8 @@ def _load_cell(ckdir: Path, name: str, ens, small: dict) -> dict:
 def _write_npy(path: Path, arr: np.ndarray) -> None:
     """Write an array as .npy under a temporary name and rename it into place (no fsync: see
     the module docstring)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_target(path, sync=False) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
 
 
 def _remove_stale(ckdir: Path, names: set[str]) -> None:

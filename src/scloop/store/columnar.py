@@ -26,8 +26,6 @@ run-length encoded and cost almost nothing.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from scloop.store.atomic import CorruptFile
+from scloop.store.atomic import CorruptFile, atomic_target
 
 STAGES = ("sample", "correct", "train", "eval")
 STAGE_METRICS = tuple(f"{s}_seconds" for s in STAGES)
@@ -247,30 +245,12 @@ def write_parquet(path: Path, table, *, float_columns: Sequence[str] = (), sync:
     encoding cannot shrink random floats and costs time), the others dictionary-encoded."""
     _, pq = _pa()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     floats = set(float_columns)
-    try:
+    with atomic_target(path, sync=sync) as tmp:
         pq.write_table(table, tmp, compression="zstd", compression_level=ZSTD_LEVEL,
                        use_dictionary=[c for c in table.column_names if c not in floats],
                        row_group_size=1 << 20, write_statistics=True)
-        if sync:
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path.stat().st_size
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_parquet(path: Path, columns: Sequence[str] | None = None):
@@ -303,22 +283,10 @@ def write_arrow(path: Path, table, *, sync: bool = True) -> int:
     import pyarrow.ipc as ipc
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            codec = "zstd" if table.nbytes > ARROW_COMPRESS_ABOVE else None
-            with ipc.new_file(fh, table.schema, options=ipc.IpcWriteOptions(compression=codec)) as w:
-                w.write_table(table)
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_target(path, sync=sync) as tmp, open(tmp, "wb") as fh:
+        codec = "zstd" if table.nbytes > ARROW_COMPRESS_ABOVE else None
+        with ipc.new_file(fh, table.schema, options=ipc.IpcWriteOptions(compression=codec)) as w:
+            w.write_table(table)
     return path.stat().st_size
 
 
