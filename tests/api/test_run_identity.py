@@ -49,6 +49,26 @@ def test_engine_is_part_of_the_identity(tmp_path):
     assert spec_from_dict({**base, "engine": "generic"}).digest() != spec_from_dict({**base, "engine": "vectorized"}).digest()
 
 
+def test_random_stream_layout_is_part_of_the_identity(tmp_path, monkeypatch):
+    """Above one block of seeds the numbers depend on the block size: a run stored with another
+    layout (or by a scloop from before seed blocks: no identity.json) is not reused."""
+    import scloop.tasks.gaussian_ensemble as ens
+
+    monkeypatch.setattr(ens, "SEED_BLOCK", 2)
+    base = {"task": "gaussian", "correction": "oracle-mixture", "gamma": [1], "n_generations": 2}
+    scloop.run({**base, "seeds": 3}, out=tmp_path, run_id="big")
+    scloop.run({**base, "seeds": 2}, out=tmp_path, run_id="small")
+    assert json.loads((tmp_path / "big" / "identity.json").read_text())["streams"] == "seed-blocks-2"
+    monkeypatch.setattr(ens, "SEED_BLOCK", 4)
+    with pytest.raises(RunConflict, match="random streams: stored 'seed-blocks-2', now 'seed-blocks-4'"):
+        scloop.run({**base, "seeds": 3}, out=tmp_path, run_id="big")
+    assert scloop.run({**base, "seeds": 2}, out=tmp_path, run_id="small").skipped  # one block: same numbers
+    monkeypatch.setattr(ens, "SEED_BLOCK", 2)
+    (tmp_path / "big" / "identity.json").unlink()  # as made before identities (one stream)
+    with pytest.raises(RunConflict, match="one stream for all seeds"):
+        scloop.run({**base, "seeds": 3}, out=tmp_path, run_id="big")
+
+
 def test_edited_plugin_code_is_a_different_run(tmp_path):
     plugin = tmp_path / "edit_me.py"
     code = ("import scloop\nfrom scloop import Corrected, Data\n"

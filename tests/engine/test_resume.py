@@ -51,6 +51,9 @@ def _values(path: Path):
         ("vectorized", ["--seeds", "20", "--set", "n_generations=400", "--set", "checkpoint_every=7"]),
         # 24,000 records per checkpoint: committed as record files (the one above: SQLite rows)
         ("vectorized", ["--seeds", "20", "--set", "n_generations=400", "--set", "checkpoint_every=150"]),
+        # two cells (histogram, mixture) computed at once in two threads
+        ("vectorized", ["--seeds", "20", "--set", "n_generations=400", "--set", "checkpoint_every=7",
+                        "--workers", "2"]),
     ],
 )
 def test_kill_and_resume_is_bit_identical(tmp_path, engine, extra):
@@ -104,8 +107,9 @@ class _CrashAfter:
             raise _Crash()
 
 
-@pytest.mark.parametrize("crash_at, rows_below", [(300, 0), (1000, 0), (700, None)])
-def test_resume_across_seed_blocks_and_gamma_pieces_is_bit_identical(tmp_path, monkeypatch, crash_at, rows_below):
+@pytest.mark.parametrize("crash_at, rows_below, threads", [(300, 0, 1), (1000, 0, 1), (700, None, 1), (700, 0, 2)])
+def test_resume_across_seed_blocks_and_gamma_pieces_is_bit_identical(tmp_path, monkeypatch, crash_at, rows_below,
+                                                                      threads):
     """Seed blocks of 4 and pieces of one gamma (a tiny memory budget): a run that fails
     midway and is resumed equals an uninterrupted one (records in files, which resuming
     rewrites; or, as small batches are, in SQLite rows)."""
@@ -121,10 +125,10 @@ def test_resume_across_seed_blocks_and_gamma_pieces_is_bit_identical(tmp_path, m
     spec = load_spec("gaussian-paper", ["n_generations=30", "checkpoint_every=4", "gamma=[0,1]"], seeds=10)
     run_experiment(spec, out=tmp_path / "ref", run_id="r")
     with pytest.raises(_Crash):
-        run_experiment(spec, out=tmp_path / "cut", run_id="r", callbacks=[_CrashAfter(crash_at)])
+        run_experiment(spec, out=tmp_path / "cut", run_id="r", callbacks=[_CrashAfter(crash_at)], workers=threads)
     ck = sorted(p.name for p in (tmp_path / "cut" / "r" / "checkpoints").glob("cell-*.npz"))
     assert len(ck) >= 2  # cells of 4 seeds x 1 gamma, several done or started
-    run_experiment(spec, out=tmp_path / "cut", run_id="r", resume=True)
+    run_experiment(spec, out=tmp_path / "cut", run_id="r", resume=True, workers=threads)
     a, b = _values(tmp_path / "ref" / "r"), _values(tmp_path / "cut" / "r")
     assert len(a) == len(b) == 10 * 2 * 2 * 31 * 3 + 10 * 2 * 2 * 30 * 3 - 10 * 2 * 30
     assert a.equals(b)

@@ -91,9 +91,11 @@ _RC = {
 
 
 def _t975(dof: np.ndarray | float) -> np.ndarray:
-    from scipy.stats import t
+    # scipy.special's inverse Student-t is what scipy.stats.t.ppf calls (same values); importing
+    # scipy.stats costs ~0.6 s more, a third of a small run's wall time
+    from scipy.special import stdtrit
 
-    return np.asarray(t.ppf(0.975, dof), dtype=float)
+    return np.asarray(stdtrit(dof, 0.975), dtype=float)
 
 
 def ci95(values: Iterable[float]) -> tuple[float, float, float]:

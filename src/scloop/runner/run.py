@@ -145,8 +145,36 @@ def run_identity(spec: ExperimentSpec, engine: str | None = None) -> dict[str, A
     """Everything that determines a run's numbers: the config digest, the engine ``auto``
     resolves to, and the code fingerprint of every plugin the run uses (scloop's own: its
     version).  Stored as ``identity.json`` in the run directory."""
-    return {"digest": spec.digest(), "engine": engine or choose_engine(spec),
-            "plugins": plugin_fingerprints(_components(spec))}
+    engine = engine or choose_engine(spec)
+    ident = {"digest": spec.digest(), "engine": engine, "plugins": plugin_fingerprints(_components(spec))}
+    if engine == "vectorized":
+        ident["streams"] = _streams_layout()
+    return ident
+
+
+def _streams_layout() -> str:
+    """How the vectorised engine lays out its random streams (numbers depend on it above one
+    block of seeds)."""
+    from scloop.tasks.gaussian_ensemble import SEED_BLOCK
+
+    return f"seed-blocks-{SEED_BLOCK}"
+
+
+def _stream_difference(spec: ExperimentSpec, old: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """Runs of more than one block of seeds made before seed blocks (no identity.json: one
+    stream for all seeds) or with another block size hold other numbers; at most one block,
+    every layout gives the same numbers."""
+    from scloop.tasks.gaussian_ensemble import SEED_BLOCK
+
+    new = identity.get("streams")
+    if new is None:
+        return []
+    stored = old.get("streams") or ("seed-blocks-1000" if old else "one stream for all seeds")
+    stored_block = int(stored.rsplit("-", 1)[1]) if stored.startswith("seed-blocks-") else float("inf")
+    if stored == new or spec.seeds <= min(stored_block, SEED_BLOCK):
+        return []
+    return [f"random streams: stored {stored!r}, now {new!r} (with {spec.seeds:,} seeds the layouts give "
+            "different numbers)"]
 
 
 # the engine key is compared as what it resolves to (auto -> vectorized or generic), below
@@ -178,6 +206,7 @@ def identity_differences(store: RunStore, spec: ExperimentSpec, identity: dict[s
     old_engine = old.get("engine") or store.status().get("engine")
     if old_engine and old_engine != identity["engine"]:
         diffs.append(f"engine: stored {old_engine!r}, now {identity['engine']!r}")
+    diffs += _stream_difference(spec, old, identity)
     for k, fp in identity["plugins"].items():
         before = old.get("plugins", {}).get(k)
         if old and before != fp:
@@ -222,7 +251,8 @@ def run_experiment(spec: ExperimentSpec, *, out: Path | str = "runs", run_id: st
     """Run (or resume) ``spec`` into ``out/<run_id>``.
 
     ``workers`` > 1 runs the units of the generic engine in that many processes (same numbers
-    as ``workers=1``); 0 means one per CPU core.  The vectorised engine is one process.
+    as ``workers=1``); 0 means one per CPU core.  The vectorised engine is one process that
+    computes up to ``workers`` cells (blocks of seeds x gammas) at once in threads (same numbers).
     ``plugins``: extra plugin modules / ``.py`` files (recorded in the run's config).
     ``callbacks``: objects with ``on_generation_end(event)`` (and optionally ``on_run_start`` /
     ``on_run_end``), called in this process.  ``silent``: no progress output at all.
@@ -292,7 +322,7 @@ def run_experiment(spec: ExperimentSpec, *, out: Path | str = "runs", run_id: st
         if engine == "vectorized":
             from scloop.runner.vectorized import _run_vectorized
 
-            _run_vectorized(spec, store, units, resuming, progress, on_rows=dispatcher.flush)
+            _run_vectorized(spec, store, units, resuming, progress, on_rows=dispatcher.flush, threads=workers)
         else:
             from scloop.runner.generic import _run_generic
 

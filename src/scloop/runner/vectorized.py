@@ -85,7 +85,14 @@ def _cells(spec: ExperimentSpec, units: list[Unit]):
 
 
 def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], resume: bool, progress: Progress,
-                    on_rows=None) -> None:
+                    on_rows=None, threads: int = 1) -> None:
+    """Compute every cell of the run, up to ``threads`` cells at a time.
+
+    Cells are independent (their own random streams and checkpoints), so they can run
+    concurrently in threads: the compiled kernels release the GIL, as do numpy's array loops.
+    This thread (the caller's) stays the only one that touches the store, the progress bar and
+    the callbacks: a cell's checkpoint is executed here while the cell waits for it, so rows
+    are still committed before the checkpoint that covers them."""
     from scloop.tasks.gaussian_ensemble import GaussianEnsemble, run_ensemble
 
     task = TASKS.create(spec.task.name, **spec.task.kwargs)
@@ -112,65 +119,180 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
             cutoff[cell.table.ravel()] = int(small["generation"]) if small is not None else -1
         store.truncate_each(cutoff)
     _remove_stale(store.checkpoints, {c.name for _, c in cells})
-    try:
-        for grp, cell in cells:
-            ens = ensemble(grp, cell)
-            table = cell.table
-            small = starts.get(cell.name)
-            state = _load_cell(store.checkpoints, cell.name, ens, small) if small is not None else None
-            files = [tuple(int(v) for v in r) for r in small["chunks"]] if small is not None else []
-            through = [int(small["points_through"]) if small is not None else 0]
-            start = int(state["generation"]) if state is not None else 0
-            progress.advance(start)
-            flat = table.ravel()
-            n_units = len(flat)
-            dead_so_far = np.zeros(table.shape, dtype=bool) if state is None else state["dead"].copy()
-            # Rows are committed together with each checkpoint: a killed run resumes from its
-            # last checkpoint and recomputes (identically) whatever came after it.
-            pending = RecordBatch()
 
-            def emit(gen, metrics, diag, bad, reason, secs, prov, n_real, n_syn):
-                alive = np.nonzero(~dead_so_far.ravel())[0]
-                bad_flat = bad.ravel()[alive]
-                if not bad_flat.any():
-                    reason_col = ""
-                elif isinstance(reason, str):
-                    reason_col = Coded(bad_flat.astype(np.intp), ["", reason])
-                else:  # (S, G): each newly degenerate trajectory's own cause
-                    reason_col = Coded.encode(np.asarray(reason, dtype=object).ravel()[alive].tolist())
-                vals = {k: np.asarray(v, dtype=float).ravel()[alive] for k, v in metrics.items()}
-                vals.update({k: np.asarray(v, dtype=float).ravel()[alive] for k, v in diag.items()})
-                pending.add(unit=flat[alive], generation=gen, status=Coded(bad_flat.astype(np.intp), _STATUS),
-                            reason=reason_col, n_real=n_real, n_synthetic=n_syn,
-                            provenance=_provenance_json(prov),
-                            seconds={k: v / n_units for k, v in secs.items()}, metrics=vals)
-                dead_so_far[...] |= bad
+    def run_cell(grp, cell: _Cell, main) -> None:
+        ens = ensemble(grp, cell)
+        table = cell.table
+        small = starts.get(cell.name)
+        state = _load_cell(store.checkpoints, cell.name, ens, small) if small is not None else None
+        files = [tuple(int(v) for v in r) for r in small["chunks"]] if small is not None else []
+        through = [int(small["points_through"]) if small is not None else 0]
+        start = int(state["generation"]) if state is not None else 0
+        main.post(progress.advance, start)
+        flat = table.ravel()
+        n_units = len(flat)
+        dead_so_far = np.zeros(table.shape, dtype=bool) if state is None else state["dead"].copy()
+        # Rows are committed together with each checkpoint: a killed run resumes from its
+        # last checkpoint and recomputes (identically) whatever came after it.
+        pending = RecordBatch()
 
-            def gen0(metrics):
-                emit(0, metrics, {}, np.isnan(next(iter(metrics.values()))), "singular covariance at generation 0",
-                     {}, ((-1, False, spec.n_real),), spec.n_real, 0)
+        def emit(gen, metrics, diag, bad, reason, secs, prov, n_real, n_syn):
+            alive = np.nonzero(~dead_so_far.ravel())[0]
+            bad_flat = bad.ravel()[alive]
+            if not bad_flat.any():
+                reason_col = ""
+            elif isinstance(reason, str):
+                reason_col = Coded(bad_flat.astype(np.intp), ["", reason])
+            else:  # (S, G): each newly degenerate trajectory's own cause
+                reason_col = Coded.encode(np.asarray(reason, dtype=object).ravel()[alive].tolist())
+            vals = {k: np.asarray(v, dtype=float).ravel()[alive] for k, v in metrics.items()}
+            vals.update({k: np.asarray(v, dtype=float).ravel()[alive] for k, v in diag.items()})
+            pending.add(unit=flat[alive], generation=gen, status=Coded(bad_flat.astype(np.intp), _STATUS),
+                        reason=reason_col, n_real=n_real, n_synthetic=n_syn,
+                        provenance=_provenance_json(prov),
+                        seconds={k: v / n_units for k, v in secs.items()}, metrics=vals)
+            dead_so_far[...] |= bad
 
-            def on_step(res):
-                emit(res.generation, res.metrics, res.diagnostics, res.status_bad, res.reason_of(), res.seconds,
-                     res.provenance, res.n_real, res.n_synthetic)
-                progress.advance(1, f"[{grp.arm} λ={grp.lam:g} {grp.correction}]")
+        def gen0(metrics):
+            emit(0, metrics, {}, np.isnan(next(iter(metrics.values()))), "singular covariance at generation 0",
+                 {}, ((-1, False, spec.n_real),), spec.n_real, 0)
 
-            def checkpoint(st):
-                store.write_batch(pending)
-                if on_rows is not None:
-                    on_rows()
-                pending.clear()
-                _save_cell(store.checkpoints, cell.name, st, files, through, N)
-                store.write_status(completed_generation=int(st["generation"]))
+        def on_step(res):
+            emit(res.generation, res.metrics, res.diagnostics, res.status_bad, res.reason_of(), res.seconds,
+                 res.provenance, res.n_real, res.n_synthetic)
+            main.post(progress.advance, 1, f"[{grp.arm} λ={grp.lam:g} {grp.correction}]")
 
-            run_ensemble(ens, N, state=state, on_step=on_step, checkpoint=checkpoint,
-                         checkpoint_every=spec.checkpoint_every, gen0=gen0)
+        def commit(st):  # on the calling thread (see the docstring)
+            store.write_batch(pending)
+            if on_rows is not None:
+                on_rows()
+            pending.clear()
+            _save_cell(store.checkpoints, cell.name, st, files, through, N)
+            store.write_status(completed_generation=int(st["generation"]))
+
+        def checkpoint(st):
+            main.call(commit, st)
+
+        run_ensemble(ens, N, state=state, on_step=on_step, checkpoint=checkpoint,
+                     checkpoint_every=spec.checkpoint_every, gen0=gen0)
+
+        def finish():
             store.write_batch(pending)
             pending.clear()
             if on_rows is not None:
                 on_rows()
+
+        main.call(finish)
+
+    try:
+        _for_each_cell(cells, run_cell, threads)
     finally:
         progress.close()
+
+
+class _MainThread:
+    """Work that cell threads hand to the calling thread: ``call`` waits for the result (or
+    the exception), ``post`` does not.  With one thread both run the function at once."""
+
+    def __init__(self, inline: bool) -> None:
+        import queue
+
+        self.inline = inline
+        self.requests: queue.Queue = queue.Queue()
+        self.stopped = False
+
+    def call(self, fn, *args):
+        if self.inline:
+            return fn(*args)
+        import threading
+
+        if self.stopped:
+            raise _Stopped()
+        done, box = threading.Event(), {}
+        self.requests.put((fn, args, done, box))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def post(self, fn, *args) -> None:
+        if self.inline:
+            fn(*args)
+        elif not self.stopped:
+            self.requests.put((fn, args, None, None))
+
+    def serve(self, futures) -> None:
+        """Run requests until every future is done (on the calling thread)."""
+        import queue
+
+        while True:
+            try:
+                fn, args, done, box = self.requests.get(timeout=0.05)
+            except queue.Empty:
+                for f in futures:  # a failed cell stops the run (the others are released)
+                    if f.done() and not f.cancelled() and f.exception() is not None:
+                        raise f.exception()
+                if all(f.done() for f in futures):
+                    return
+                continue
+            try:
+                value = fn(*args)
+            except BaseException as exc:  # handed to the waiting cell, which raises it
+                if box is None:
+                    raise
+                box["error"] = exc
+            else:
+                if box is not None:
+                    box["value"] = value
+            if done is not None:
+                done.set()
+
+    def stop(self) -> None:
+        """Refuse further requests and release every cell waiting for one."""
+        import queue
+
+        self.stopped = True
+        while True:
+            try:
+                _, _, done, box = self.requests.get_nowait()
+            except queue.Empty:
+                return
+            if done is not None:
+                box["error"] = _Stopped()
+                done.set()
+
+
+class _Stopped(Exception):
+    """Raised in a cell thread when the run stops (another cell failed, or an interrupt)."""
+
+
+def _for_each_cell(cells, run_cell, threads: int) -> None:
+    """``run_cell(grp, cell, main)`` for every cell, ``threads`` at a time (in order when 1)."""
+    threads = max(1, min(threads, len(cells)))
+    if threads == 1:
+        main = _MainThread(inline=True)
+        for grp, cell in cells:
+            run_cell(grp, cell, main)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    main = _MainThread(inline=False)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="scloop-cell")
+    futures = [pool.submit(run_cell, grp, cell, main) for grp, cell in cells]
+    try:
+        main.serve(futures)
+    except BaseException:
+        main.stop()
+        for f in futures:
+            f.cancel()
+        raise
+    finally:
+        main.stop()
+        pool.shutdown(wait=True)
+    for f in futures:  # the first failure, in cell order (not a _Stopped of a cell it stopped)
+        exc = f.exception()
+        if exc is not None and not isinstance(exc, _Stopped):
+            raise exc
 
 
 @functools.lru_cache(maxsize=8192)
