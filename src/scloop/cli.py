@@ -146,8 +146,9 @@ def run(
     force: bool = typer.Option(False, "--force", help="Delete an existing run with the same id first."),
     plot: bool = typer.Option(False, "--plot", help="Write the figures when the run ends."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Same as `scloop -q`: warnings only, no progress."),
-    workers: int = typer.Option(0, "--workers", help="Worker processes for the generic engine, 1 thread each "
-                                "(0 = one per CPU core); results do not depend on it."),
+    workers: int = typer.Option(0, "--workers", help="Worker processes for the generic engine, 1 thread each; "
+                                "threads (cells at once) for the vectorised Gaussian engine (0 = one per CPU "
+                                "core); results do not depend on it."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with real data (e.g. mnist/*.gz) for "
                                            "tasks that read files; default $SCLOOP_DATA_DIR or ~/.cache/scloop/data."),
     plugin: List[str] = typer.Option([], "--plugin", metavar="MODULE_OR_FILE", help=PLUGIN_HELP),
