@@ -337,3 +337,21 @@ def test_bad_plugin_exits_2_and_writes_nothing(cmd, ref, text, tmp_path, monkeyp
     assert r.exit_code == 2, r.output
     assert ref in r.stderr and "Traceback" not in r.output
     assert _snapshot(tmp_path) == before
+
+
+def test_report_data_dir_is_checked_and_used(tmp_path, monkeypatch):
+    """``report --data-dir``: a missing folder is a named error and nothing is written; an
+    existing one is handed to what the report reads (as SCLOOP_DATA_DIR)."""
+    out = tmp_path / "runs"
+    scloop.run({"task": "gaussian", "correction": "oracle-mixture", "gamma": [1], "n_generations": 3, "seeds": 2},
+               out=out, run_id="r", quiet=True)
+    r = _invoke(["report", "r", "--out", str(out), "--data-dir", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "--data-dir" in r.output and "nope" in r.output
+    assert not (out / "r" / "report").exists()
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("SCLOOP_DATA_DIR", str(tmp_path))  # restored after the test (the CLI sets it)
+    r = _invoke(["report", "r", "--out", str(out), "--data-dir", str(data)])
+    assert r.exit_code == 0, r.output
+    assert (out / "r" / "report" / "index.html").exists()
+    assert os.environ["SCLOOP_DATA_DIR"] == str(data.resolve())

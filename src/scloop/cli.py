@@ -545,6 +545,8 @@ def report(
     out: str = typer.Option(DEFAULT_OUT, "--out", help=OUT_HELP + "  Used to resolve a run id."),
     threshold: List[str] = typer.Option([], "--threshold", help="Collapse threshold METRIC=VALUE for the "
                                         "first-crossing phase diagram (default: twice the metric's generation-0 value)."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with real data, for reports that read it "
+                                           "(e.g. a motion sweep's reference windows); default $SCLOOP_DATA_DIR."),
 ) -> None:
     """Write a static HTML report of a sweep or a run and print its verdicts.
 
@@ -561,6 +563,10 @@ def report(
             thresholds[key.strip()] = float(val)
         except ValueError:
             _fail(f"--threshold: got {item!r}; allowed: METRIC=NUMBER (e.g. w2-gaussian=0.5)")
+    if data_dir is not None:
+        if not Path(data_dir).expanduser().is_dir():
+            _fail(f"--data-dir: got {data_dir!r}; allowed: an existing folder")
+        os.environ["SCLOOP_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
     p = Path(path)
     if not is_sweep_dir(p):
         p = _resolve_run(path, out)
