@@ -29,6 +29,8 @@ came after them.
 from __future__ import annotations
 
 import functools
+import queue
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -162,27 +164,20 @@ def _run_vectorized(spec: ExperimentSpec, store: RunStore, units: list[Unit], re
                  res.provenance, res.n_real, res.n_synthetic)
             main.post(progress.advance, 1, f"[{grp.arm} λ={grp.lam:g} {grp.correction}]")
 
-        def commit(st):  # on the calling thread (see the docstring)
+        def commit_rows():  # this and commit: on the calling thread (see the docstring)
             store.write_batch(pending)
+            pending.clear()
             if on_rows is not None:
                 on_rows()
-            pending.clear()
+
+        def commit(st):
+            commit_rows()
             _save_cell(store.checkpoints, cell.name, st, files, through, N)
             store.write_status(completed_generation=int(st["generation"]))
 
-        def checkpoint(st):
-            main.call(commit, st)
-
-        run_ensemble(ens, N, state=state, on_step=on_step, checkpoint=checkpoint,
+        run_ensemble(ens, N, state=state, on_step=on_step, checkpoint=lambda st: main.call(commit, st),
                      checkpoint_every=spec.checkpoint_every, gen0=gen0)
-
-        def finish():
-            store.write_batch(pending)
-            pending.clear()
-            if on_rows is not None:
-                on_rows()
-
-        main.call(finish)
+        main.call(commit_rows)
 
     try:
         _for_each_cell(cells, run_cell, threads)
@@ -195,8 +190,6 @@ class _MainThread:
     the exception), ``post`` does not.  With one thread both run the function at once."""
 
     def __init__(self, inline: bool) -> None:
-        import queue
-
         self.inline = inline
         self.requests: queue.Queue = queue.Queue()
         self.stopped = False
@@ -204,8 +197,6 @@ class _MainThread:
     def call(self, fn, *args):
         if self.inline:
             return fn(*args)
-        import threading
-
         if self.stopped:
             raise _Stopped()
         done, box = threading.Event(), {}
@@ -223,8 +214,6 @@ class _MainThread:
 
     def serve(self, futures) -> None:
         """Run requests until every future is done (on the calling thread)."""
-        import queue
-
         while True:
             try:
                 fn, args, done, box = self.requests.get(timeout=0.05)
@@ -249,8 +238,6 @@ class _MainThread:
 
     def stop(self) -> None:
         """Refuse further requests and release every cell waiting for one."""
-        import queue
-
         self.stopped = True
         while True:
             try:
