@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -25,7 +27,7 @@ log = logging.getLogger("scloop")
 MAX_POOL_RESTARTS = 2  # new worker pools after a worker died, before the run is recorded failed
 
 
-def init_worker(payload: dict | None = None) -> None:
+def init_worker(payload: dict | None = None, parent: int | None = None) -> None:
     """One BLAS/OpenMP/torch thread per worker: two workers on two cores with two threads each
     oversubscribe the machine (measured up to 30x slower)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -42,6 +44,19 @@ def init_worker(payload: dict | None = None) -> None:
         from scloop.plugins import install_plugin_payload
 
         install_plugin_payload(payload)
+    if parent is not None:
+        # A killed parent (kill -9, a closed terminal) must not leave workers computing.  A thread
+        # rather than a check between generations: an idle pool worker blocks on its task queue
+        # (whose write end the other workers also hold, so it never sees EOF) and one generation
+        # can take long.  Exiting anywhere is as safe as a kill -9 of the worker: records are
+        # committed per generation and checkpoints are atomic, so a re-run resumes.
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.1)  # short: a small run can finish (and a queued one start) within one poll
+    os._exit(1)
 
 
 def _worker_store(run_dir: str) -> tuple[ExperimentSpec, RunStore]:
@@ -73,15 +88,8 @@ def _worker_unit(run_dir: str, unit: int, resume: bool) -> None:
         _WORKER_CACHE[run_dir] = _SeedCache(spec, store)
     cache = _WORKER_CACHE[run_dir]
     u = next(x for x in cache.store.units() if x.unit == unit)
-    parent = os.getppid()
-
-    def on_step(k: int) -> None:
-        # A killed parent (kill -9, a closed terminal) must not leave workers computing: stop at
-        # the next generation boundary; --resume recomputes from the last checkpoint.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    _run_unit(cache.spec, cache.store, u, cache.context(u.seed), lambda: cache.generation0(u.seed), resume, on_step)
+    _run_unit(cache.spec, cache.store, u, cache.context(u.seed), lambda: cache.generation0(u.seed), resume,
+              lambda k: None)
 
 
 def _run_parallel(spec: ExperimentSpec, store: RunStore, todo: list[Unit], resume: bool, workers: int,
@@ -133,7 +141,7 @@ def _run_parallel(spec: ExperimentSpec, store: RunStore, todo: list[Unit], resum
         seeds = sorted({u.seed for u in remaining})
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=init_worker, initargs=(payload,)) as ex:
+                                     initializer=init_worker, initargs=(payload, os.getpid())) as ex:
                 poll([ex.submit(_worker_gen0, run_dir, s) for s in seeds])
                 # longest units first (corrected arms sample and correct; the baseline does neither)
                 order = sorted(remaining, key=lambda u: (u.arm == "baseline", u.arm == "no-correction", u.unit))

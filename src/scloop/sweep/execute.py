@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -135,16 +134,7 @@ def _init_worker(parent: int | None = None, payload: dict | None = None) -> None
     (kill -9 of ``scloop sweep`` must not leave workers computing; a re-run resumes their runs)."""
     from scloop.runner import init_worker
 
-    init_worker(payload)
-    if parent is not None:
-        def watch() -> None:
-            while True:
-                if os.getppid() != parent:
-                    os._exit(1)
-                # short: a small run can finish (and a queued one start) within one poll
-                time.sleep(0.1)
-
-        threading.Thread(target=watch, daemon=True).start()
+    init_worker(payload, parent)
 
 
 # ---------------------------------------------------------------------- the sweep
